@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The README's first command: the whole dbkeeper story, end to end, against
+# real servers, in a minute. Every dbkeeper invocation is echoed before it
+# runs (`+ dbkeeper ...`) so the output doubles as a tutorial.
+#
+#   scripts/demo.sh
+#
+# It builds the release binary, starts the services (scripts/services.sh),
+# works in freshly created, uniquely named databases (so it never touches
+# anything else and can run repeatedly), and drops them again at the end.
+#
+# Environment:
+#   DBKEEPER_TEST_PG_URL / DBKEEPER_TEST_MONGO_URL  use existing servers
+#                             (the demo creates and drops its own databases
+#                             on them)
+#   DBKEEPER_KEEP_SERVICES=1  leave the services running afterwards
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+cd "$DBKEEPER_ROOT"
+
+DBKEEPER_BIN="$DBKEEPER_ROOT/target/release/dbkeeper"
+PSQL=${PSQL:-psql}
+
+step_no=0
+step() {
+    step_no=$((step_no + 1))
+    printf '\n=== Step %d: %s\n' "$step_no" "$*"
+}
+
+# Show the command as a reader would type it (`dbkeeper`, not the path into
+# target/), quoted so it can be copied, then run it.
+dbkeeper() {
+    printf '+ dbkeeper'
+    printf ' %q' "$@"
+    printf '\n'
+    "$DBKEEPER_BIN" "$@"
+}
+
+# Never print a password that an externally supplied URL may carry.
+redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+
+# Same server, different database: replace the URL's path, keep its query
+# (e.g. ?sslmode=..., ?replicaSet=...). Works for postgres:// and mongodb://.
+url_with_db() {
+    local url=$1 db=$2
+    [[ $url =~ ^([a-zA-Z][a-zA-Z0-9+.-]*://[^/?]*)(/[^?]*)?(\?.*)?$ ]] ||
+        die "cannot parse URL $(redact "$url")"
+    printf '%s/%s%s\n' "${BASH_REMATCH[1]}" "$db" "${BASH_REMATCH[3]}"
+}
+
+# Mongo databases are dropped with whatever client is at hand: the pymongo
+# that SecantusDB's venv brings, else mongosh. With the bundled SecantusDB
+# (in-memory storage) they would vanish on stop anyway.
+mongo_drop_db() {
+    local url=$1 db=$2 py="$DBKEEPER_ROOT/target/services/secantus-venv/bin/python"
+    if [[ -x $py ]] && "$py" -c 'import pymongo' 2>/dev/null; then
+        "$py" - "$url" "$db" <<'PY'
+import sys, pymongo
+client = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)
+client.drop_database(sys.argv[2])
+PY
+    elif command -v mongosh >/dev/null 2>&1; then
+        mongosh --quiet "$url" --eval "db.getSiblingDB('$db').dropDatabase()" >/dev/null
+    else
+        log "no MongoDB client to drop database $db with; drop it by hand"
+        return 1
+    fi
+}
+
+# Runs on every exit, success or not: drop the demo databases first (needs
+# the servers), then stop the services this run started.
+PG_DBS=()
+MONGO_DBS=()
+cleanup() {
+    local status=$? db
+    # A dropped database is demo state only; failing to drop must not mask
+    # the demo's own exit status.
+    set +e
+    if ((${#PG_DBS[@]})); then
+        for db in "${PG_DBS[@]}"; do
+            # WITH (FORCE): a failed step may have left a connection open.
+            # client_min_messages: no "does not exist, skipping" notices
+            # for the databases a step never got to create.
+            PGOPTIONS='-c client_min_messages=warning' \
+                "$PSQL" -q -X -d "$DBKEEPER_TEST_PG_URL" -v ON_ERROR_STOP=1 \
+                -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null ||
+                log "could not drop PostgreSQL database $db"
+        done
+    fi
+    if ((${#MONGO_DBS[@]})); then
+        for db in "${MONGO_DBS[@]}"; do
+            mongo_drop_db "$DBKEEPER_TEST_MONGO_URL" "$db" || log "could not drop MongoDB database $db"
+        done
+    fi
+    services_stop_tracked
+    if ((status == 0)); then
+        printf '\nDemo finished successfully.\n'
+    else
+        printf '\nDemo FAILED (exit %d) at step %d.\n' "$status" "$step_no" >&2
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+
+# Not a numbered step: building is setup, not part of the story.
+printf '=== Building dbkeeper (release)\n'
+ensure_build_prereqs
+printf '+ cargo build --release\n'
+cargo build --release
+
+step "start PostgreSQL and a MongoDB-compatible server"
+services_start_tracked
+# psql is only used for demo setup/teardown; dbkeeper itself needs no client.
+command -v "$PSQL" >/dev/null 2>&1 || apt_install postgresql-client
+
+# Unique per run: timestamp for the reader, pid against two runs in the same
+# second. Lowercase only, so the names need no quoting anywhere.
+DEMO_ID="demo_$(date +%Y%m%d_%H%M%S)_$$"
+PG_DB=$DEMO_ID
+PG_RESTORED_DB="${DEMO_ID}_restored"
+MONGO_DB=$DEMO_ID
+MONGO_RESTORED_DB="${DEMO_ID}_restored"
+# Registered before creation so cleanup drops them whatever happens next
+# (dropping is IF EXISTS / a no-op for names never created).
+PG_DBS=("$PG_DB" "$PG_RESTORED_DB")
+MONGO_DBS=("$MONGO_DB" "$MONGO_RESTORED_DB")
+
+printf '+ psql -c "CREATE DATABASE %s"\n' "$PG_DB"
+"$PSQL" -q -X -d "$DBKEEPER_TEST_PG_URL" -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\""
+# MongoDB creates a database on first write, so naming it is enough.
+
+# dbkeeper reads its connections from these (see `dbkeeper --help`).
+DBKEEPER_PG_URL=$(url_with_db "$DBKEEPER_TEST_PG_URL" "$PG_DB")
+DBKEEPER_MONGO_URL=$(url_with_db "$DBKEEPER_TEST_MONGO_URL" "$MONGO_DB")
+export DBKEEPER_PG_URL DBKEEPER_MONGO_URL
+PG_RESTORED_URL=$(url_with_db "$DBKEEPER_TEST_PG_URL" "$PG_RESTORED_DB")
+MONGO_RESTORED_URL=$(url_with_db "$DBKEEPER_TEST_MONGO_URL" "$MONGO_RESTORED_DB")
+printf 'export DBKEEPER_PG_URL=%s\n' "$(redact "$DBKEEPER_PG_URL")"
+printf 'export DBKEEPER_MONGO_URL=%s\n' "$(redact "$DBKEEPER_MONGO_URL")"
+
+step "check both servers are reachable"
+dbkeeper ping
+
+# ----------------------------------------------------------------------------
+# PLACEHOLDERS: the steps below become real as the commands land. Keep the
+# numbering/story order; each should use `dbkeeper ...` (echoed) and fail the
+# demo on error. Databases: $PG_DB / $MONGO_DB (current URLs above) and
+# $PG_RESTORED_URL / $MONGO_RESTORED_URL (already registered for cleanup).
+# ----------------------------------------------------------------------------
+
+# TODO(step): migrate both engines up
+#   step "apply migrations to PostgreSQL and MongoDB"
+#   dbkeeper migrate up
+
+# TODO(step): seed data
+#   step "seed demo data"
+#   (insert a few rows/documents, e.g. with psql and dbkeeper's own tooling,
+#    so backup/verify have something to prove)
+
+# TODO(step): backup
+#   step "back up both databases"
+#   mkdir -p backups
+#   dbkeeper backup --output backups/
+#   ARCHIVE=<path printed by backup, or newest file in backups/>
+
+# TODO(step): restore into fresh databases
+#   step "restore the backup into fresh databases"
+#   "$PSQL" -q -X -d "$DBKEEPER_TEST_PG_URL" -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_RESTORED_DB\""
+#   dbkeeper restore "$ARCHIVE" --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_RESTORED_URL"
+
+# TODO(step): verify
+#   step "verify the restored databases match the backup"
+#   dbkeeper verify ...   (against $PG_RESTORED_URL / $MONGO_RESTORED_URL)
+
+# TODO(step): roll back one migration
+#   step "roll back the last migration"
+#   dbkeeper migrate down --steps 1
+
+# Until the placeholders are filled in these are deliberately unused.
+: "$PG_RESTORED_URL" "$MONGO_RESTORED_URL"

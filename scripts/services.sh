@@ -1,0 +1,502 @@
+#!/usr/bin/env bash
+# Bring up the real services dbkeeper's tests run against (see DESIGN.md,
+# "Test environment"): a private PostgreSQL cluster and a MongoDB-compatible
+# server (SecantusDB), both on loopback, both private to this checkout.
+#
+#   scripts/services.sh start  [pg] [mongo]   start (idempotent), print exports
+#   scripts/services.sh stop   [pg] [mongo]   stop what this script started
+#   scripts/services.sh env                   print eval-able exports
+#   scripts/services.sh status [pg] [mongo]   report; exit 0 only if all up
+#
+# Typical use:  eval "$(scripts/services.sh start)"
+# Only the export lines go to stdout; progress and errors go to stderr, so the
+# command substitution above stays clean.
+#
+# Environment:
+#   DBKEEPER_TEST_PG_URL     use this PostgreSQL instead of a private cluster
+#   DBKEEPER_TEST_MONGO_URL  use this MongoDB instead of SecantusDB
+#   SECANTUS_SERVER=rs       use the (faster, built from source) Rust server
+#   DBKEEPER_SERVICES_PG_PORT / DBKEEPER_SERVICES_MONGO_PORT
+#                            override the ports (55432 / 57017), e.g. to run
+#                            two checkouts side by side
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+SERVICES_DIR="$REPO_ROOT/target/services"
+
+# Fixed, unusual ports: they keep clear of a system PostgreSQL (5432) or
+# mongod (27017) the machine may already run, and being fixed lets `env`
+# answer without anything running.
+PG_PORT=${DBKEEPER_SERVICES_PG_PORT:-55432}
+MONGO_PORT=${DBKEEPER_SERVICES_MONGO_PORT:-57017}
+PG_URL_LOCAL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+MONGO_URL_LOCAL="mongodb://127.0.0.1:$MONGO_PORT"
+
+SECANTUS_PY_VERSION=0.7.0b3
+SECANTUS_RS_VERSION=0.5.3-beta.193
+SECANTUS_VENV="$SERVICES_DIR/secantus-venv"
+SECANTUS_CARGO_ROOT="$SERVICES_DIR/cargo"
+SECANTUS_RS_DATA="$SERVICES_DIR/secantus-rs-data"
+SECANTUS_LOG="$SERVICES_DIR/secantus.log"
+SECANTUS_PID="$SERVICES_DIR/secantus.pid"
+# How long a server may take to accept connections before we call it failed.
+START_TIMEOUT=60
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# A service that did not come up must say which, where its log is, and what
+# the log says: the caller is often CI, where nobody can look afterwards.
+die_with_log() {
+    local what=$1 logfile=$2
+    printf '[services] ERROR: %s did not come up; log: %s\n' "$what" "$logfile" >&2
+    if [[ -f $logfile ]]; then
+        printf '[services] ---- last lines of %s ----\n' "$logfile" >&2
+        tail -n 40 "$logfile" >&2 || true
+        printf '[services] ---- end of log ----\n' >&2
+    fi
+    exit 1
+}
+
+is_root() { [[ $EUID -eq 0 ]]; }
+
+# Same policy as scripts/lib.sh (kept separate so this script stands alone):
+# only root can install; `apt-get update` only when the plain install fails.
+apt_install() {
+    is_root || die "missing: $* (install it, e.g. 'sudo apt-get install -y $*')"
+    log "installing $* with apt-get"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2; then
+        DEBIAN_FRONTEND=noninteractive apt-get update >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2
+    fi
+}
+
+# True if something accepts TCP connections on 127.0.0.1:$1. bash's /dev/tcp
+# needs no client tools; the subshell closes the socket again at once.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A URL counts as external only if it differs from the one we would serve:
+# callers typically `eval "$(services.sh start)"`, after which our own URLs
+# are in the environment too, and a later `stop` must still stop our servers.
+pg_external() { [[ -n ${DBKEEPER_TEST_PG_URL:-} && $DBKEEPER_TEST_PG_URL != "$PG_URL_LOCAL" ]]; }
+mongo_external() { [[ -n ${DBKEEPER_TEST_MONGO_URL:-} && $DBKEEPER_TEST_MONGO_URL != "$MONGO_URL_LOCAL" ]]; }
+
+# printf %q makes the values safe to eval even for externally supplied URLs.
+print_env() {
+    printf 'export DBKEEPER_TEST_PG_URL=%q\n' "${DBKEEPER_TEST_PG_URL:-$PG_URL_LOCAL}"
+    printf 'export DBKEEPER_TEST_MONGO_URL=%q\n' "${DBKEEPER_TEST_MONGO_URL:-$MONGO_URL_LOCAL}"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+# The server refuses to run as root, and so do initdb and pg_ctl. As root we
+# therefore own the cluster by the `postgres` user. The cluster normally lives
+# in target/services/pg, but `postgres` must be able to reach it: in a
+# checkout under a private home (/root is 0700) it cannot, so then the cluster
+# goes to a per-checkout directory under /tmp instead. The choice depends only
+# on the checkout's path, so start, stop and status always agree on it.
+pg_base_dir() {
+    if is_root && id postgres >/dev/null 2>&1 &&
+        ! runuser -u postgres -- test -x "$REPO_ROOT" 2>/dev/null; then
+        local key
+        key=$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)
+        printf '%s\n' "${TMPDIR:-/tmp}/dbkeeper-pg-$key"
+    else
+        printf '%s\n' "$SERVICES_DIR/pg"
+    fi
+}
+
+PG_BASE=$(pg_base_dir)
+PG_DATA="$PG_BASE/data"
+PG_LOG="$PG_BASE/postgres.log"
+
+# Run a PostgreSQL tool as the cluster's owner. The tools also call getcwd()
+# and fail when the caller's directory is unreadable to them (e.g. /root), so
+# run them from the cluster's own directory.
+as_pg_owner() {
+    if is_root; then
+        (cd "$PG_BASE" && runuser -u postgres -- "$@")
+    else
+        (cd "$PG_BASE" && "$@")
+    fi
+}
+
+# Pick initdb/pg_ctl. An existing cluster can only be run by its own major
+# version, so prefer that; otherwise the newest Debian-packaged version, then
+# whatever is on PATH (non-Debian developer machines).
+find_pg_bin() {
+    local want="" dir
+    if [[ -f $PG_DATA/PG_VERSION ]]; then
+        want=$(<"$PG_DATA/PG_VERSION")
+        if [[ -x /usr/lib/postgresql/$want/bin/pg_ctl ]]; then
+            printf '%s\n' "/usr/lib/postgresql/$want/bin"
+            return 0
+        fi
+    fi
+    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [[ -n $dir && -x $dir/initdb && -x $dir/pg_ctl ]]; then
+        printf '%s\n' "$dir"
+        return 0
+    fi
+    if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v pg_ctl)"
+        return 0
+    fi
+    return 1
+}
+
+pg_bin_or_install() {
+    local bin
+    if ! bin=$(find_pg_bin); then
+        apt_install postgresql
+        bin=$(find_pg_bin) || die "postgresql installed but no initdb/pg_ctl found under /usr/lib/postgresql/*/bin"
+    fi
+    if [[ -f $PG_DATA/PG_VERSION ]]; then
+        local have want
+        want=$(<"$PG_DATA/PG_VERSION")
+        # "pg_ctl (PostgreSQL) 15.10 (Debian ...)" -> 15
+        have=$("$bin/pg_ctl" --version | awk '{ split($3, v, "."); print v[1] }')
+        [[ $have == "$want" ]] ||
+            die "PostgreSQL cluster in $PG_DATA is version $want but only $have binaries were found; remove $PG_BASE to recreate it"
+    fi
+    printf '%s\n' "$bin"
+}
+
+pg_running() {
+    [[ -f $PG_DATA/PG_VERSION ]] || return 1
+    local bin
+    bin=$(find_pg_bin) || return 1
+    as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
+}
+
+pg_start() {
+    if pg_external; then
+        log "PostgreSQL: using DBKEEPER_TEST_PG_URL (nothing started)"
+        return 0
+    fi
+    local bin
+    bin=$(pg_bin_or_install)
+
+    if is_root && ! id postgres >/dev/null 2>&1; then
+        # Binaries without Debian's package (which would have created the
+        # user): make the unprivileged account the server insists on.
+        log "creating system user postgres"
+        useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    fi
+    # The postgres user may have only just appeared (package install above),
+    # which can change where the cluster has to live.
+    PG_BASE=$(pg_base_dir)
+    PG_DATA="$PG_BASE/data"
+    PG_LOG="$PG_BASE/postgres.log"
+
+    mkdir -p "$PG_BASE"
+    # The log is appended to both by us (initdb output) and by the server,
+    # which runs as postgres: create it up front with the right owner.
+    touch "$PG_LOG"
+    if is_root; then
+        chown postgres: "$PG_BASE" "$PG_LOG"
+    fi
+
+    if as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+        log "PostgreSQL: already running on port $PG_PORT ($PG_DATA)"
+        return 0
+    fi
+
+    if [[ ! -f $PG_DATA/PG_VERSION ]]; then
+        # A data dir without PG_VERSION is a half-finished initdb; it is ours
+        # alone, so start over rather than ask.
+        rm -rf "$PG_DATA"
+        log "PostgreSQL: initdb $PG_DATA ($bin)"
+        # C locale: identical sorting on every machine, and no dependency on
+        # which locales happen to be generated.
+        if ! as_pg_owner "$bin/initdb" -D "$PG_DATA" --username=postgres --auth=trust \
+            --encoding=UTF8 --locale=C >>"$PG_LOG" 2>&1; then
+            die_with_log "PostgreSQL initdb" "$PG_LOG"
+        fi
+        # Our settings live in their own file, rewritten on every start, so
+        # changing them here applies to existing clusters too.
+        printf "\ninclude_if_exists = 'dbkeeper-test.conf'\n" >>"$PG_DATA/postgresql.conf"
+    fi
+
+    # The unix socket goes next to the data dir, away from the system
+    # cluster's /var/run/postgresql. Socket paths are limited to 107 bytes;
+    # in a deeply nested checkout use TCP only ('' = no unix socket; pg_ctl
+    # then checks readiness over TCP).
+    local sockdir=$PG_BASE
+    if ((${#sockdir} + 20 > 107)); then
+        sockdir=""
+    fi
+    # A throwaway test cluster: durability settings off for speed.
+    cat >"$PG_DATA/dbkeeper-test.conf" <<EOF
+# Written by scripts/services.sh on every start; edit that script instead.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$sockdir'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    if is_root; then
+        chown postgres: "$PG_DATA/dbkeeper-test.conf"
+    fi
+
+    if port_open "$PG_PORT"; then
+        die "PostgreSQL: port $PG_PORT is already in use by another process (set DBKEEPER_TEST_PG_URL to use an existing server, or DBKEEPER_SERVICES_PG_PORT)"
+    fi
+
+    log "PostgreSQL: starting on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+    if ! as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$START_TIMEOUT" start >&2; then
+        die_with_log "PostgreSQL" "$PG_LOG"
+    fi
+    # pg_ctl -w may have checked over the unix socket; the tests use TCP.
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 10; then
+        die_with_log "PostgreSQL (TCP 127.0.0.1:$PG_PORT)" "$PG_LOG"
+    fi
+}
+
+pg_stop() {
+    if pg_external; then
+        log "PostgreSQL: external (DBKEEPER_TEST_PG_URL), not stopping"
+        return 0
+    fi
+    if ! pg_running; then
+        log "PostgreSQL: not running"
+        return 0
+    fi
+    local bin
+    bin=$(find_pg_bin)
+    log "PostgreSQL: stopping"
+    # fast = disconnect clients and stop now; a test cluster has nothing to
+    # flush that we care about.
+    as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >&2
+}
+
+pg_status() {
+    if pg_external; then
+        echo "pg: external (DBKEEPER_TEST_PG_URL)"
+        return 0
+    fi
+    if pg_running; then
+        echo "pg: running on 127.0.0.1:$PG_PORT (data $PG_DATA, log $PG_LOG)"
+    else
+        echo "pg: not running"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- SecantusDB
+
+secantus_kind() { [[ ${SECANTUS_SERVER:-py} == rs ]] && echo rs || echo py; }
+
+secantus_cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+
+# The pid file outlives reboots and pids get reused, so a pid only counts as
+# ours if that process really is a SecantusDB server.
+secantus_pid() {
+    local pid
+    [[ -f $SECANTUS_PID ]] || return 1
+    pid=$(<"$SECANTUS_PID")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(secantus_cmdline "$pid") == *secantusd* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# Make sure the venv holds exactly the pinned SecantusDB. The version check
+# (not just "is secantusd-py there") means bumping the pin upgrades old venvs.
+ensure_secantus_py() {
+    local py="$SECANTUS_VENV/bin/python" pip_log="$SERVICES_DIR/secantus-pip.log"
+    if [[ ! -x $py ]]; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+        log "SecantusDB: creating venv $SECANTUS_VENV"
+        # Debian's python3 lacks ensurepip until python3-venv is installed.
+        if ! python3 -m venv "$SECANTUS_VENV" >&2; then
+            rm -rf "$SECANTUS_VENV"
+            apt_install python3-venv
+            python3 -m venv "$SECANTUS_VENV" >&2
+        fi
+    fi
+    if [[ -x $SECANTUS_VENV/bin/secantusd-py ]] &&
+        [[ $("$py" -c 'import importlib.metadata as m; print(m.version("SecantusDB"))' 2>/dev/null) == "$SECANTUS_PY_VERSION" ]]; then
+        return 0
+    fi
+    log "SecantusDB: pip install SecantusDB==$SECANTUS_PY_VERSION (log: $pip_log)"
+    if ! "$py" -m pip install --disable-pip-version-check "SecantusDB==$SECANTUS_PY_VERSION" >>"$pip_log" 2>&1; then
+        die_with_log "SecantusDB install (pip)" "$pip_log"
+    fi
+}
+
+# The Rust server is a from-source build (several minutes), so it is only
+# built when asked for. cmake is needed by one of its native dependencies.
+ensure_secantus_rs() {
+    local bin="$SECANTUS_CARGO_ROOT/bin/secantusd-rs" cargo_log="$SERVICES_DIR/secantus-rs-install.log"
+    [[ -x $bin ]] && return 0
+    command -v cmake >/dev/null 2>&1 || apt_install cmake
+    command -v cargo >/dev/null 2>&1 || die "SECANTUS_SERVER=rs needs cargo to build secantusd-rs"
+    log "SecantusDB: cargo install secantus-mdb $SECANTUS_RS_VERSION (takes minutes; log: $cargo_log)"
+    if ! cargo install secantus-mdb --version "$SECANTUS_RS_VERSION" --ignore-rust-version --locked \
+        --root "$SECANTUS_CARGO_ROOT" >>"$cargo_log" 2>&1; then
+        die_with_log "secantusd-rs install (cargo)" "$cargo_log"
+    fi
+}
+
+mongo_start() {
+    if mongo_external; then
+        log "MongoDB: using DBKEEPER_TEST_MONGO_URL (nothing started)"
+        return 0
+    fi
+    mkdir -p "$SERVICES_DIR"
+    local kind pid
+    kind=$(secantus_kind)
+
+    if pid=$(secantus_pid); then
+        # Running already. A different flavour than requested gets replaced;
+        # the same one is left alone (idempotent start).
+        if [[ $(secantus_cmdline "$pid") == *"secantusd-$kind"* ]]; then
+            if port_open "$MONGO_PORT"; then
+                log "MongoDB: SecantusDB ($kind) already running on port $MONGO_PORT (pid $pid)"
+                return 0
+            fi
+            # Alive but not listening yet (a concurrent start): just wait.
+            wait_for_secantus "$pid"
+            return 0
+        fi
+        log "MongoDB: replacing the running SecantusDB with the $kind server"
+        mongo_stop
+    fi
+    rm -f "$SECANTUS_PID"
+
+    if port_open "$MONGO_PORT"; then
+        die "MongoDB: port $MONGO_PORT is already in use by another process (set DBKEEPER_TEST_MONGO_URL to use an existing server, or DBKEEPER_SERVICES_MONGO_PORT)"
+    fi
+
+    local -a cmd
+    if [[ $kind == rs ]]; then
+        ensure_secantus_rs
+        # Unlike secantusd-py, secantusd-rs has no ':memory:' mode: it would
+        # create a directory literally named ':memory:' in the cwd and keep
+        # it. Emulate the clean slate with our own directory, wiped here and
+        # on stop.
+        rm -rf "$SECANTUS_RS_DATA"
+        mkdir -p "$SECANTUS_RS_DATA"
+        cmd=("$SECANTUS_CARGO_ROOT/bin/secantusd-rs" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$SECANTUS_RS_DATA")
+    else
+        ensure_secantus_py
+        # :memory: = a temp WiredTiger home deleted on shutdown: every start
+        # is a clean server, and tests never see a previous run's leftovers.
+        cmd=("$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory:)
+    fi
+
+    log "MongoDB: starting SecantusDB ($kind) on 127.0.0.1:$MONGO_PORT (log: $SECANTUS_LOG)"
+    printf '\n==== %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${cmd[*]}" >>"$SECANTUS_LOG"
+    # Every fd redirected: a server holding our stdout would make
+    # `$(services.sh start)` wait forever. nohup: survive the caller's
+    # terminal going away (e.g. DBKEEPER_KEEP_SERVICES=1 runs).
+    nohup "${cmd[@]}" </dev/null >>"$SECANTUS_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$SECANTUS_PID"
+    wait_for_secantus "$pid"
+}
+
+wait_for_secantus() {
+    local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
+    while ! port_open "$MONGO_PORT"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$SECANTUS_PID"
+            die_with_log "MongoDB (SecantusDB, exited early)" "$SECANTUS_LOG"
+        fi
+        if ((SECONDS >= deadline)); then
+            die_with_log "MongoDB (SecantusDB, no answer on port $MONGO_PORT after ${START_TIMEOUT}s; pid $pid left running)" "$SECANTUS_LOG"
+        fi
+        sleep 0.2
+    done
+    log "MongoDB: ready on port $MONGO_PORT (pid $pid)"
+}
+
+mongo_stop() {
+    if mongo_external; then
+        log "MongoDB: external (DBKEEPER_TEST_MONGO_URL), not stopping"
+        return 0
+    fi
+    local pid
+    if ! pid=$(secantus_pid); then
+        log "MongoDB: not running"
+        rm -f "$SECANTUS_PID"
+        return 0
+    fi
+    log "MongoDB: stopping SecantusDB (pid $pid)"
+    # TERM first so :memory: storage gets cleaned up; KILL only if it hangs.
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "MongoDB: SecantusDB did not exit after 20s, killing"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$SECANTUS_PID"
+    # The Rust server's stand-in for :memory: (see mongo_start). Only once
+    # no process can be using it.
+    if ! kill -0 "$pid" 2>/dev/null; then
+        rm -rf "$SECANTUS_RS_DATA"
+    fi
+}
+
+mongo_status() {
+    if mongo_external; then
+        echo "mongo: external (DBKEEPER_TEST_MONGO_URL)"
+        return 0
+    fi
+    local pid
+    if pid=$(secantus_pid) && port_open "$MONGO_PORT"; then
+        echo "mongo: SecantusDB running on 127.0.0.1:$MONGO_PORT (pid $pid, log $SECANTUS_LOG)"
+    else
+        echo "mongo: not running"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- main
+
+usage() {
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+[[ $# -ge 1 ]] || usage
+action=$1
+shift
+services=("$@")
+if ((${#services[@]} == 0)); then
+    services=(pg mongo)
+fi
+for svc in "${services[@]}"; do
+    [[ $svc == pg || $svc == mongo ]] || usage
+done
+
+case $action in
+start)
+    for svc in "${services[@]}"; do "${svc}_start"; done
+    print_env
+    ;;
+stop)
+    for svc in "${services[@]}"; do "${svc}_stop"; done
+    ;;
+env)
+    print_env
+    ;;
+status)
+    rc=0
+    for svc in "${services[@]}"; do "${svc}_status" || rc=1; done
+    exit "$rc"
+    ;;
+*)
+    usage
+    ;;
+esac

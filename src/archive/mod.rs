@@ -1,0 +1,1 @@
+//! The archive: one tar file per backup, self-verifying (see docs/archive-format.md).

@@ -1,0 +1,257 @@
+//! The command line, as clap derive definitions. Shared option groups are flattened into the
+//! subcommands that use them, so a flag means the same thing everywhere.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dbkeeper",
+    version,
+    about = "Versioned migrations, self-verifying backups and proven restores for PostgreSQL and MongoDB",
+    long_about = "dbkeeper keeps a PostgreSQL database and a MongoDB database safe through change: it applies \
+and rolls back versioned migrations for both, streams compressed backups of both into one \
+self-verifying archive, restores it, and proves the restore by comparing counts and content.\n\n\
+Connections come from --pg-url/--mongo-url, then DBKEEPER_PG_URL (or DATABASE_URL) and \
+DBKEEPER_MONGO_URL (or MONGODB_URI), then dbkeeper.toml.",
+    after_help = "Exit codes: 0 ok, 1 a check failed, 2 usage/config/bad input, 3 runtime failure, \
+4 refused for safety, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Config file (default: ./dbkeeper.toml when present)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// PostgreSQL URL [env: DBKEEPER_PG_URL, then DATABASE_URL]
+    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    pub pg_url: Option<String>,
+
+    /// MongoDB URL; the database comes from its path or --mongo-db [env: DBKEEPER_MONGO_URL, then MONGODB_URI]
+    #[arg(long, global = true, value_name = "URL")]
+    pub mongo_url: Option<String>,
+
+    /// MongoDB database name (overrides the URL path)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub mongo_db: Option<String>,
+
+    /// Seconds to wait for a database connection before failing
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
+
+    /// Machine-readable output: one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply, roll back and inspect versioned migrations
+    Migrate(MigrateArgs),
+    /// Dump the configured databases into one compressed, self-verifying archive
+    Backup(BackupArgs),
+    /// Restore an archive into a PostgreSQL and/or MongoDB database
+    Restore(RestoreArgs),
+    /// Check an archive offline, and optionally compare it with restored databases
+    Verify(VerifyArgs),
+    /// List the archives in a backup directory
+    List(ListArgs),
+    /// Delete old archives according to a retention policy
+    Prune(PruneArgs),
+    /// Connect to the configured databases and print their server versions
+    Ping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Postgres,
+    Mongo,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+
+    /// Which engine's migrations (default: every configured engine)
+    #[arg(long, global = true, value_enum)]
+    pub engine: Option<EngineArg>,
+
+    /// Seconds to wait for another runner's migration lock
+    #[arg(long, global = true, value_name = "SECS")]
+    pub lock_timeout: Option<u64>,
+
+    /// SQL migrations directory [default: migrations]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub migrations_dir: Option<PathBuf>,
+
+    /// MongoDB migrations directory [default: mongo_migrations]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub mongo_migrations_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Show applied, pending, divergent, missing and dirty migrations (read-only)
+    Status {
+        /// Exit 1 when anything is pending or drifted
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Apply pending migrations, each in its own transaction
+    Up {
+        /// Stop after this version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+        /// Print the plan and the scripts that would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Roll back applied migrations, newest first, with the down scripts captured at apply time
+    Down {
+        /// How many migrations to roll back [default: 1]
+        #[arg(long, value_name = "N", conflicts_with = "to")]
+        steps: Option<usize>,
+        /// Roll back everything above this version (0 = everything)
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+        /// Print the plan and the scripts that would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Compare migration files with recorded checksums; exit 1 on any drift (read-only)
+    Validate,
+    /// Create the next migration file pair (up and down)
+    New {
+        /// Name: letters, digits and underscores
+        name: String,
+    },
+    /// Record an existing schema as migrated up to VERSION without running anything
+    Baseline { version: i64 },
+    /// Reconcile history with the files: record changed checksums, resolve a dirty migration
+    Repair {
+        /// How a dirty migration ended, after you checked the database
+        #[arg(long, value_enum, value_name = "OUTCOME")]
+        dirty: Option<DirtyArg>,
+        /// Show what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirtyArg {
+    /// The migration did complete: mark it applied
+    Applied,
+    /// Its partial effects were undone: forget it so `up` runs it again
+    RolledBack,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Directory for the archive, an archive file name, or - for stdout [default: backups/]
+    #[arg(long, short, value_name = "DIR|FILE|-")]
+    pub output: Option<String>,
+
+    /// Parallel workers
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// gzip level, 0 (none) to 9 (smallest)
+    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: Option<u32>,
+
+    /// Only tables/collections matching these glob patterns (schema.table or collection)
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+
+    /// Skip tables/collections matching these glob patterns
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreMode {
+    /// Refuse a non-empty target
+    Create,
+    /// Drop and recreate what the archive contains
+    Replace,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive to restore
+    pub archive: PathBuf,
+
+    /// What to do with an existing, non-empty target
+    #[arg(long, value_enum, default_value_t = RestoreMode::Create)]
+    pub mode: RestoreMode,
+
+    /// Verify counts against the manifest after restoring (default)
+    #[arg(long, overrides_with = "no_verify")]
+    pub verify: bool,
+
+    /// Skip verification after restoring
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Also compare content digests of every row and document
+    #[arg(long)]
+    pub deep: bool,
+
+    /// Parallel workers
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The archive to verify
+    pub archive: PathBuf,
+
+    /// Also compare content digests
+    #[arg(long)]
+    pub deep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Backup directory [default: backups/]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Backup directory [default: backups/]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+    /// Say what would be deleted; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}

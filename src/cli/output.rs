@@ -1,0 +1,44 @@
+//! Where results go: human text or one JSON document on stdout; logs on stderr.
+
+use serde::Serialize;
+
+use dbkeeper::error::{Error, Result};
+
+/// The output mode chosen by `--json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    /// Prints `value` as pretty JSON when `--json` was given, else calls `human`.
+    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce()) -> Result<()> {
+        if self.json {
+            let text = serde_json::to_string_pretty(value)
+                .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
+            println!("{text}");
+        } else {
+            human();
+        }
+        Ok(())
+    }
+}
+
+/// Sets up logging on stderr: warnings by default, `-v` info, `-vv` debug, `-q` errors only;
+/// `RUST_LOG` overrides all of it.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbkeeper={level},warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,18 @@
+//! dbkeeper: versioned migrations, self-verifying backups and proven restores for PostgreSQL and
+//! MongoDB.
+//!
+//! The crate keeps three kinds of code apart:
+//! - a database-free core: [`migrate`] (discovery, status, planning, the one apply/revert loop),
+//!   [`archive`] (format, manifest, checksums), [`config`], [`redact`];
+//! - one module per engine, [`postgres`] and [`mongo`], implementing the core's small traits;
+//! - the CLI, which lives in the binary (`src/main.rs`, `src/cli/`).
+
+pub mod archive;
+pub mod config;
+pub mod error;
+pub mod migrate;
+pub mod mongo;
+pub mod postgres;
+pub mod redact;
+
+pub use error::{Engine, Error, ExitCode, Result};
