@@ -5,7 +5,7 @@
 #
 #   scripts/demo.sh
 #
-# It builds the release binary, starts the services (scripts/services.sh),
+# It builds the binary, starts the services (scripts/services.sh),
 # works in freshly created, uniquely named databases (so it never touches
 # anything else and can run repeatedly), and drops them again at the end.
 #
@@ -20,7 +20,9 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$DBKEEPER_ROOT"
 
-DBKEEPER_BIN="$DBKEEPER_ROOT/target/release/dbkeeper"
+# The debug profile builds dependencies optimised (Cargo.toml) and shares its
+# build with scripts/test.sh, so the demo starts in seconds after the tests.
+DBKEEPER_BIN="$DBKEEPER_ROOT/target/debug/dbkeeper"
 PSQL=${PSQL:-psql}
 
 step_no=0
@@ -105,10 +107,10 @@ cleanup() {
 trap cleanup EXIT
 
 # Not a numbered step: building is setup, not part of the story.
-printf '=== Building dbkeeper (release)\n'
+printf '=== Building dbkeeper\n'
 ensure_build_prereqs
-printf '+ cargo build --release\n'
-cargo build --release
+printf '+ cargo build\n'
+cargo build
 
 step "start PostgreSQL and a MongoDB-compatible server"
 services_start_tracked
