@@ -14,5 +14,6 @@ pub mod migrate;
 pub mod mongo;
 pub mod postgres;
 pub mod redact;
+pub mod retention;
 
 pub use error::{Engine, Error, ExitCode, Result};

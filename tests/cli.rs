@@ -174,3 +174,20 @@ async fn ping_reaches_both_real_services() {
         .unwrap()
         .ends_with(&mongo.name));
 }
+
+#[test]
+fn completions_and_man_page_are_generated_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        dbkeeper(dir.path())
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("migrate").and(predicate::str::contains("backup")));
+    }
+    dbkeeper(dir.path())
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH dbkeeper").and(predicate::str::contains("restore")));
+}

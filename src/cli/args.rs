@@ -77,6 +77,13 @@ pub enum Command {
     Prune(PruneArgs),
     /// Connect to the configured databases and print their server versions
     Ping,
+    /// Print a shell completion script (e.g. `dbkeeper completions bash > /etc/bash_completion.d/dbkeeper`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout (e.g. `dbkeeper man > dbkeeper.1`)
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! The thin CLI: turn arguments into [`Settings`], call one verb function per subcommand, print.
 
 pub mod args;
+mod completions;
 mod migrate;
 pub mod output;
 mod ping;
@@ -17,6 +18,12 @@ use output::Output;
 
 /// Runs one parsed command line to an exit code.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    // Generated from the clap definitions; they need no configuration or database.
+    match &cli.command {
+        Command::Completions { shell } => return completions::print_completions(*shell),
+        Command::Man => return completions::print_man(),
+        _ => {}
+    }
     let settings = settings_from(&cli)?;
     let out = Output {
         json: cli.global.json,
@@ -29,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(_) => Err(Error::NotImplemented("verify")),
         Command::List(_) => Err(Error::NotImplemented("list")),
         Command::Prune(_) => Err(Error::NotImplemented("prune")),
+        Command::Completions { .. } | Command::Man => unreachable!("handled before configuration"),
     }
 }
 
