@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod dirlock;
 pub mod error;
 pub mod migrate;
 pub mod mongo;
