@@ -16,5 +16,6 @@ pub mod mongo;
 pub mod postgres;
 pub mod redact;
 pub mod retention;
+pub mod wait;
 
 pub use error::{Engine, Error, ExitCode, Result};

@@ -191,3 +191,30 @@ fn completions_and_man_page_are_generated_from_the_cli() {
         .success()
         .stdout(predicate::str::contains(".TH dbkeeper").and(predicate::str::contains("restore")));
 }
+
+#[test]
+fn wait_retries_an_unreachable_server_for_the_given_time_then_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            "postgres://127.0.0.1:1/x",
+            "--wait",
+            "3",
+            "--connect-timeout",
+            "1",
+            "ping",
+        ])
+        .assert()
+        .code(3);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "gave up after {took:?}, before --wait was spent"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "waited {took:?}, far beyond --wait 3"
+    );
+}

@@ -48,6 +48,10 @@ pub struct GlobalOpts {
     #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
     pub connect_timeout: u64,
 
+    /// Wait up to SECS for the databases to accept connections (for deploys next to a booting database)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
+    pub wait: u64,
+
     /// Machine-readable output: one JSON document on stdout
     #[arg(long, global = true)]
     pub json: bool,

@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Man => return completions::print_man(),
         _ => {}
     }
+    dbkeeper::wait::set_wait_for_servers(Duration::from_secs(cli.global.wait));
     let settings = settings_from(&cli)?;
     let out = Output {
         json: cli.global.json,

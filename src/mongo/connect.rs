@@ -58,8 +58,13 @@ impl MongoTarget {
         format!("{hosts}/{}", self.db)
     }
 
-    /// A client whose server answered a `ping`.
+    /// A client whose server answered a `ping`. Retries while the server is unreachable for as
+    /// long as `--wait` allows.
     pub async fn connect(&self) -> Result<Client> {
+        crate::wait::retry_connect(&self.describe(), || self.connect_once()).await
+    }
+
+    async fn connect_once(&self) -> Result<Client> {
         let work = async {
             let mut options = ClientOptions::parse(self.url.expose())
                 .await

@@ -90,7 +90,12 @@ impl PgTarget {
     }
 
     /// One dedicated connection. Its driver task ends when the client is dropped.
+    /// Retries while the server is unreachable for as long as `--wait` allows.
     pub async fn connect(&self) -> Result<Client> {
+        crate::wait::retry_connect(&self.describe(), || self.connect_once()).await
+    }
+
+    async fn connect_once(&self) -> Result<Client> {
         let timeout = self
             .config
             .get_connect_timeout()
@@ -132,6 +137,10 @@ impl PgTarget {
 
     /// Takes a connection from `pool`, mapping failures to a clear connect error.
     pub async fn get(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
+        crate::wait::retry_connect(&self.describe(), || self.get_once(pool)).await
+    }
+
+    async fn get_once(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
         pool.get().await.map_err(|e| {
             let message = match &e {
                 deadpool_postgres::PoolError::Backend(pg) => error_chain(pg),
