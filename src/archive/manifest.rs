@@ -1,0 +1,154 @@
+//! The archive's JSON documents: `HEADER.json` (written first, before any data) and
+//! `MANIFEST.json` (written last, describing every member). Engine-neutral: what only one engine
+//! needs lives in the free-form `extra` values, typed by that engine's module.
+//!
+//! Compatibility: readers refuse a `format_version` they do not know; fields added later must be
+//! optional (`#[serde(default)]`) so older archives keep reading.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::chunk::RecordFormat;
+use crate::error::Engine;
+
+/// Identifies the file type inside HEADER.json and MANIFEST.json.
+pub const FORMAT_NAME: &str = "dbkeeper-archive";
+/// The archive format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `HEADER.json`: what a reader can learn before scanning the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub format_version: u32,
+    pub tool_version: String,
+    pub created_at: DateTime<Utc>,
+    pub sources: Vec<Source>,
+}
+
+impl Header {
+    pub fn new(created_at: DateTime<Utc>, sources: Vec<Source>) -> Header {
+        Header {
+            format: FORMAT_NAME.to_string(),
+            format_version: FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at,
+            sources,
+        }
+    }
+}
+
+/// One database that was dumped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub engine: Engine,
+    /// The connection URL with its password redacted.
+    pub url: String,
+    pub database: String,
+    pub server_version: String,
+    /// Identifies the server instance (PostgreSQL's system identifier), so restore can refuse to
+    /// overwrite the very database the archive came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// The snapshot the data was read at (PostgreSQL exported snapshot id, MongoDB cluster time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// What consistency the dump guarantees, in words.
+    pub consistency: String,
+}
+
+/// `MANIFEST.json`: everything needed to check and restore the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    pub tool_version: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub sources: Vec<Source>,
+    /// Every member before `MANIFEST.json`, in archive order. Filled in by the writer.
+    pub members: Vec<MemberEntry>,
+    /// Tables and collections, each with its chunks.
+    pub datasets: Vec<Dataset>,
+    /// Per-engine data that is not a dataset (PostgreSQL: schema members, sequence values,
+    /// materialized views; MongoDB: metadata members). Keyed by [`Engine::as_str`].
+    #[serde(default)]
+    pub engines: BTreeMap<String, serde_json::Value>,
+}
+
+impl Manifest {
+    /// An empty manifest for a backup that started at `header.created_at`.
+    pub fn new(header: &Header) -> Manifest {
+        Manifest {
+            format: header.format.clone(),
+            format_version: header.format_version,
+            tool_version: header.tool_version.clone(),
+            created_at: header.created_at,
+            finished_at: header.created_at,
+            sources: header.sources.clone(),
+            members: Vec::new(),
+            datasets: Vec::new(),
+            engines: BTreeMap::new(),
+        }
+    }
+
+    pub fn source(&self, engine: Engine) -> Option<&Source> {
+        self.sources.iter().find(|s| s.engine == engine)
+    }
+
+    pub fn datasets_of(&self, engine: Engine) -> impl Iterator<Item = &Dataset> {
+        self.datasets.iter().filter(move |d| d.engine == engine)
+    }
+
+    pub fn member(&self, name: &str) -> Option<&MemberEntry> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// One member's name, size and SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A table or collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub engine: Engine,
+    /// Schema (PostgreSQL) or database (MongoDB).
+    pub namespace: String,
+    /// Table or collection name, exactly as in the database.
+    pub name: String,
+    pub format: RecordFormat,
+    /// Rows or documents.
+    pub rows: u64,
+    /// Uncompressed bytes of all records.
+    pub raw_bytes: u64,
+    /// [`super::digest::ContentDigest::to_hex`] of every record.
+    pub digest: String,
+    pub chunks: Vec<ChunkEntry>,
+    /// Engine-specific details (PostgreSQL: the COPY column list).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
+}
+
+impl Dataset {
+    /// `namespace.name`, for messages (not quoted: never use it to build SQL).
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
+/// One chunk of a dataset: its member and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub member: String,
+    pub rows: u64,
+    pub raw_bytes: u64,
+    pub size: u64,
+    pub sha256: String,
+}

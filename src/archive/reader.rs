@@ -1,0 +1,457 @@
+//! Reading an archive: [`VerifiedArchive::open`] checks the whole file (V0) and only then gives
+//! access to its members, so nothing can act on an archive that has not been checked.
+//!
+//! V0 (structure, every byte): the first member is `HEADER.json`, the last is `COMMIT` and holds
+//! the SHA-256 of `MANIFEST.json`; every member is a regular file with a safe name, appears once,
+//! and has the size and SHA-256 the manifest lists; there is no member the manifest does not
+//! list; every dataset's chunks point at listed members and add up to the dataset's totals.
+//! Problems are collected, not stopped at, so one report says everything that is wrong.
+//!
+//! V1 (decode): [`VerifiedArchive::verify_decode`] decompresses every chunk and re-counts its
+//! records and content digest.
+//!
+//! Members are read back by position (`pread`), re-checking their SHA-256, so parallel restore
+//! workers can share one open file and a file changed after the check is still caught.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use super::chunk::{self, DecodedChunk};
+use super::digest::ContentDigest;
+use super::manifest::{ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT_VERSION};
+use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
+use crate::error::{Error, Result};
+
+/// Largest HEADER.json / MANIFEST.json / COMMIT read into memory.
+const MAX_METADATA_BYTES: u64 = 256 << 20;
+/// Largest uncompressed chunk accepted from a manifest (dbkeeper writes a few MiB).
+pub const MAX_CHUNK_RAW_BYTES: u64 = 1 << 30;
+/// How many problems one report lists before summarising the rest.
+const MAX_LISTED_PROBLEMS: usize = 50;
+
+#[derive(Debug, Clone)]
+struct Location {
+    offset: u64,
+    size: u64,
+    sha256: String,
+}
+
+/// An archive whose structure and every member's checksum have been verified (V0).
+#[derive(Debug)]
+pub struct VerifiedArchive {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    manifest: Manifest,
+    locations: HashMap<String, Location>,
+}
+
+/// What V1 found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct DecodeReport {
+    pub datasets: usize,
+    pub chunks: usize,
+    pub rows: u64,
+    pub raw_bytes: u64,
+    /// Every problem found, each naming its member or dataset.
+    pub problems: Vec<String>,
+}
+
+impl VerifiedArchive {
+    /// Opens and fully checks an archive (V0). A damaged archive is [`Error::BadInput`] (exit
+    /// 2) listing every problem found.
+    pub fn open(path: &Path) -> Result<VerifiedArchive> {
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        let mut problems = Vec::new();
+        let scan = scan(&file, file_len, &mut problems)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let checked = check(scan, &mut problems);
+        match checked {
+            Some((header, manifest, locations)) if problems.is_empty() => Ok(VerifiedArchive {
+                path: path.to_path_buf(),
+                file,
+                header,
+                manifest,
+                locations,
+            }),
+            _ => Err(damaged(path, &problems)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Total size of all members, compressed.
+    pub fn member_bytes(&self) -> u64 {
+        self.locations.values().map(|l| l.size).sum()
+    }
+
+    pub fn has_member(&self, name: &str) -> bool {
+        self.locations.contains_key(name)
+    }
+
+    /// One member's bytes, re-checked against its SHA-256.
+    pub fn read_member(&self, name: &str) -> Result<Vec<u8>> {
+        let loc = self.locations.get(name).ok_or_else(|| {
+            Error::bad_input(
+                format!("archive {}", self.path.display()),
+                format!("has no member {name}"),
+            )
+        })?;
+        let mut data = vec![0u8; loc.size as usize];
+        self.file
+            .read_exact_at(&mut data, loc.offset)
+            .map_err(|e| {
+                Error::io(
+                    format!("reading member {name} of {}", self.path.display()),
+                    e,
+                )
+            })?;
+        if hex::encode(Sha256::digest(&data)) != loc.sha256 {
+            return Err(Error::bad_input(
+                format!("archive {}", self.path.display()),
+                format!("member {name} changed after the archive was verified"),
+            ));
+        }
+        Ok(data)
+    }
+
+    /// Reads and decompresses one chunk of `dataset`, checking its record count.
+    pub fn read_chunk(&self, dataset: &Dataset, chunk: &ChunkEntry) -> Result<DecodedChunk> {
+        let gz = self.read_member(&chunk.member)?;
+        let decoded = chunk::decode(&gz, chunk.raw_bytes, dataset.format).map_err(|message| {
+            Error::bad_input(
+                format!("archive {}, member {}", self.path.display(), chunk.member),
+                message,
+            )
+        })?;
+        if decoded.rows() != chunk.rows {
+            return Err(Error::bad_input(
+                format!("archive {}, member {}", self.path.display(), chunk.member),
+                format!(
+                    "holds {} records, the manifest says {}",
+                    decoded.rows(),
+                    chunk.rows
+                ),
+            ));
+        }
+        Ok(decoded)
+    }
+
+    /// V1: decompresses every chunk on `jobs` threads, re-counts records and recomputes each
+    /// dataset's content digest. Collects every problem.
+    pub fn verify_decode(&self, jobs: usize) -> DecodeReport {
+        let work: Vec<(usize, &ChunkEntry)> = self
+            .manifest
+            .datasets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.chunks.iter().map(move |c| (i, c)))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let digests = Mutex::new(vec![ContentDigest::new(); self.manifest.datasets.len()]);
+        let failed = Mutex::new(vec![false; self.manifest.datasets.len()]);
+        let problems = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.max(1) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(dataset_index, chunk)) = work.get(i) else {
+                        break;
+                    };
+                    let dataset = &self.manifest.datasets[dataset_index];
+                    match self.read_chunk(dataset, chunk) {
+                        Ok(decoded) => {
+                            digests.lock().unwrap()[dataset_index].merge(&decoded.digest)
+                        }
+                        Err(e) => {
+                            failed.lock().unwrap()[dataset_index] = true;
+                            problems.lock().unwrap().push(e.to_string());
+                        }
+                    }
+                });
+            }
+        });
+        let mut problems = problems.into_inner().unwrap();
+        problems.sort();
+        let digests = digests.into_inner().unwrap();
+        let failed = failed.into_inner().unwrap();
+        for ((dataset, digest), failed) in self.manifest.datasets.iter().zip(&digests).zip(failed) {
+            // A damaged chunk was already reported; its dataset's digest is bound to differ.
+            if !failed && digest.to_hex() != dataset.digest {
+                problems.push(format!(
+                    "{} {}: content digest {} does not match the manifest's {}",
+                    dataset.engine,
+                    dataset.qualified_name(),
+                    digest.to_hex(),
+                    dataset.digest
+                ));
+            }
+        }
+        DecodeReport {
+            datasets: self.manifest.datasets.len(),
+            chunks: work.len(),
+            rows: self.manifest.datasets.iter().map(|d| d.rows).sum(),
+            raw_bytes: self.manifest.datasets.iter().map(|d| d.raw_bytes).sum(),
+            problems,
+        }
+    }
+}
+
+fn damaged(path: &Path, problems: &[String]) -> Error {
+    let mut message = String::from("is damaged or incomplete; refusing to use it:");
+    for p in problems.iter().take(MAX_LISTED_PROBLEMS) {
+        message.push_str("\n  - ");
+        message.push_str(p);
+    }
+    if problems.len() > MAX_LISTED_PROBLEMS {
+        message.push_str(&format!(
+            "\n  ... and {} more",
+            problems.len() - MAX_LISTED_PROBLEMS
+        ));
+    }
+    Error::bad_input(format!("archive {}", path.display()), message)
+}
+
+/// What one pass over the tar stream found.
+#[derive(Default)]
+struct Scan {
+    order: Vec<String>,
+    locations: HashMap<String, Location>,
+    header: Option<Vec<u8>>,
+    manifest: Option<Vec<u8>>,
+    commit: Option<Vec<u8>>,
+}
+
+/// Reads every tar entry once, hashing its data. Structural problems go to `problems`; only an
+/// I/O error on the file itself is returned as an error.
+fn scan(file: &File, file_len: u64, problems: &mut Vec<String>) -> std::io::Result<Scan> {
+    let mut out = Scan::default();
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(format!("not a tar archive: {e}"));
+            return Ok(out);
+        }
+    };
+    for (index, entry) in entries.enumerate() {
+        let last = out
+            .order
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "(start)".into());
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                problems.push(format!("unreadable tar entry after member {last}: {e}"));
+                break;
+            }
+        };
+        let Ok(name) = String::from_utf8(entry.path_bytes().into_owned()) else {
+            problems.push(format!("member after {last} has a name that is not UTF-8"));
+            continue;
+        };
+        let kind = entry.header().entry_type();
+        if kind != tar::EntryType::Regular {
+            problems.push(format!(
+                "member {name:?} is a {kind:?} entry; only regular files are allowed"
+            ));
+            continue;
+        }
+        if !is_safe_member_name(&name) {
+            problems.push(format!(
+                "member {name:?} has an unsafe name (absolute, `..` or control characters)"
+            ));
+            continue;
+        }
+        let size = entry.size();
+        let offset = entry.raw_file_position();
+        if offset.checked_add(size).is_none_or(|end| end > file_len) {
+            problems.push(format!(
+                "member {name} declares {size} bytes but the file ends first: the archive is truncated"
+            ));
+            break;
+        }
+        if index == 0 && name != HEADER_MEMBER {
+            problems.push(format!("the first member is {name}, not {HEADER_MEMBER}"));
+        }
+        if out.commit.is_some() {
+            problems.push(format!("member {name} comes after {COMMIT_MEMBER}"));
+        }
+        let is_metadata = [HEADER_MEMBER, MANIFEST_MEMBER, COMMIT_MEMBER].contains(&name.as_str());
+        if is_metadata && size > MAX_METADATA_BYTES {
+            problems.push(format!("member {name} is implausibly large ({size} bytes)"));
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        let mut kept = Vec::new();
+        let read = if is_metadata {
+            let n = (&mut entry).take(size).read_to_end(&mut kept)? as u64;
+            hasher.update(&kept);
+            n
+        } else {
+            std::io::copy(&mut (&mut entry).take(size), &mut hasher)?
+        };
+        if read != size {
+            problems.push(format!(
+                "member {name} ends after {read} of {size} bytes: the archive is truncated"
+            ));
+            break;
+        }
+        let location = Location {
+            offset,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        };
+        if out.locations.insert(name.clone(), location).is_some() {
+            problems.push(format!("member {name} appears more than once"));
+        }
+        match name.as_str() {
+            HEADER_MEMBER => out.header = Some(kept),
+            MANIFEST_MEMBER => out.manifest = Some(kept),
+            COMMIT_MEMBER => out.commit = Some(kept),
+            _ => {}
+        }
+        out.order.push(name);
+    }
+    Ok(out)
+}
+
+type Checked = (Header, Manifest, HashMap<String, Location>);
+
+/// Cross-checks what the scan found against COMMIT and the manifest.
+fn check(scan: Scan, problems: &mut Vec<String>) -> Option<Checked> {
+    let Some(commit) = scan.commit else {
+        problems.insert(
+            0,
+            format!(
+                "no {COMMIT_MEMBER} member: the archive is truncated or the backup that wrote it \
+                 did not finish"
+            ),
+        );
+        return None;
+    };
+    let Some(manifest_bytes) = scan.manifest else {
+        problems.push(format!("no {MANIFEST_MEMBER} member"));
+        return None;
+    };
+    let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
+    if String::from_utf8_lossy(&commit).trim_end() != manifest_sha {
+        problems.push(format!(
+            "{COMMIT_MEMBER} does not hold the SHA-256 of {MANIFEST_MEMBER}: the manifest was \
+             altered or the commit marker is damaged"
+        ));
+        return None;
+    }
+    let header: Header = match scan.header.as_deref().map(serde_json::from_slice) {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => {
+            problems.push(format!("{HEADER_MEMBER} is not valid: {e}"));
+            return None;
+        }
+        None => {
+            problems.push(format!("no {HEADER_MEMBER} member"));
+            return None;
+        }
+    };
+    let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(format!("{MANIFEST_MEMBER} is not valid: {e}"));
+            return None;
+        }
+    };
+    if manifest.format != FORMAT_NAME || manifest.format_version != FORMAT_VERSION {
+        problems.push(format!(
+            "format {} version {} is not supported by this dbkeeper (it reads {FORMAT_NAME} \
+             version {FORMAT_VERSION}); use the dbkeeper version that wrote it ({})",
+            manifest.format, manifest.format_version, manifest.tool_version
+        ));
+        return None;
+    }
+
+    let mut listed = HashSet::new();
+    for entry in &manifest.members {
+        if !listed.insert(entry.name.as_str()) {
+            problems.push(format!("the manifest lists member {} twice", entry.name));
+        }
+        match scan.locations.get(&entry.name) {
+            None => problems.push(format!("member {} is missing", entry.name)),
+            Some(loc) if loc.size != entry.size => problems.push(format!(
+                "member {} has {} bytes, the manifest says {}",
+                entry.name, loc.size, entry.size
+            )),
+            Some(loc) if loc.sha256 != entry.sha256 => problems.push(format!(
+                "member {} is corrupt: its SHA-256 does not match the manifest",
+                entry.name
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in &scan.order {
+        if !listed.contains(name.as_str()) && name != MANIFEST_MEMBER && name != COMMIT_MEMBER {
+            problems.push(format!("member {name} is not listed in the manifest"));
+        }
+    }
+    check_datasets(&manifest, problems);
+    Some((header, manifest, scan.locations))
+}
+
+fn check_datasets(manifest: &Manifest, problems: &mut Vec<String>) {
+    let mut used = HashSet::new();
+    for dataset in &manifest.datasets {
+        let name = format!("{} {}", dataset.engine, dataset.qualified_name());
+        for chunk in &dataset.chunks {
+            if !used.insert(chunk.member.as_str()) {
+                problems.push(format!("{name}: chunk {} is used twice", chunk.member));
+            }
+            match manifest.member(&chunk.member) {
+                Some(m) if m.size == chunk.size && m.sha256 == chunk.sha256 => {}
+                Some(_) => problems.push(format!(
+                    "{name}: chunk {} disagrees with its member entry",
+                    chunk.member
+                )),
+                None => problems.push(format!(
+                    "{name}: chunk {} is not a listed member",
+                    chunk.member
+                )),
+            }
+            if chunk.raw_bytes > MAX_CHUNK_RAW_BYTES {
+                problems.push(format!(
+                    "{name}: chunk {} declares {} uncompressed bytes (limit {MAX_CHUNK_RAW_BYTES})",
+                    chunk.member, chunk.raw_bytes
+                ));
+            }
+        }
+        let rows: u64 = dataset.chunks.iter().map(|c| c.rows).sum();
+        let raw: u64 = dataset.chunks.iter().map(|c| c.raw_bytes).sum();
+        if rows != dataset.rows || raw != dataset.raw_bytes {
+            problems.push(format!(
+                "{name}: chunks hold {rows} rows / {raw} bytes, the dataset says {} / {}",
+                dataset.rows, dataset.raw_bytes
+            ));
+        }
+    }
+}
