@@ -61,6 +61,19 @@ pub enum Reason {
     NewestVerified,
 }
 
+impl Reason {
+    /// Why an archive is kept, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Last => "one of the last N",
+            Reason::Daily => "newest of its day",
+            Reason::Weekly => "newest of its week",
+            Reason::Monthly => "newest of its month",
+            Reason::NewestVerified => "newest verified archive",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub id: String,

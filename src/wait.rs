@@ -35,7 +35,8 @@ where
             Ok(v) => return Ok(v),
             Err(e @ Error::Connect { .. }) if Instant::now() < deadline => {
                 tracing::info!("waiting for {what} to accept connections: {e}");
-                tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+                tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),

@@ -43,6 +43,7 @@
 //! Dropping a writer without `finish_file` deletes the `.partial` file: an error path can never
 //! produce a final archive.
 
+pub mod catalog;
 pub mod chunk;
 pub mod digest;
 pub mod manifest;

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod completions;
+mod list;
 mod migrate;
 pub mod output;
 mod ping;
@@ -35,8 +36,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(_) => Err(Error::NotImplemented("backup")),
         Command::Restore(_) => Err(Error::NotImplemented("restore")),
         Command::Verify(_) => Err(Error::NotImplemented("verify")),
-        Command::List(_) => Err(Error::NotImplemented("list")),
-        Command::Prune(_) => Err(Error::NotImplemented("prune")),
+        Command::List(args) => list::list(args, &settings, out),
+        Command::Prune(args) => list::prune(args, &settings, out),
         Command::Completions { .. } | Command::Man => unreachable!("handled before configuration"),
     }
 }

@@ -1,0 +1,223 @@
+//! The archives in a backup directory: what `list` shows and what `prune` may delete.
+//!
+//! Listing must be quick on a directory of large archives, so it does not hash data members: it
+//! walks the tar headers (seeking over data), reads `HEADER.json`, `MANIFEST.json` and `COMMIT`,
+//! and calls an archive *complete* when COMMIT is last and holds the manifest's SHA-256. Whether
+//! the data itself is intact is what `verify` proves; a passed verification is remembered in a
+//! sidecar stamp (`<archive>.verified.json`) tied to the archive's size and modification time, so
+//! a file changed afterwards no longer counts as verified.
+//!
+//! Files still being written (`*.partial`) and anything that is not `*.dbk.tar` are not archives
+//! and are never listed as such; `prune` leaves them alone.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Header, Manifest};
+use super::{ARCHIVE_SUFFIX, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
+use crate::error::{Engine, Error, Result};
+
+/// Suffix of the verification stamp written next to an archive.
+pub const STAMP_SUFFIX: &str = ".verified.json";
+/// HEADER/MANIFEST/COMMIT larger than this are not read by the quick scan.
+const MAX_METADATA_BYTES: u64 = 256 << 20;
+
+/// One archive file as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveSummary {
+    pub path: PathBuf,
+    pub size: u64,
+    /// COMMIT present and matching the manifest.
+    pub complete: bool,
+    /// Why the archive is not complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub engines: Vec<Engine>,
+    /// Rows (PostgreSQL) / documents (MongoDB) per engine.
+    pub rows: BTreeMap<String, u64>,
+    pub datasets: usize,
+    /// The last passed verification, when the stamp still matches the file.
+    pub verified: Option<VerificationStamp>,
+}
+
+/// Written after an archive passed verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationStamp {
+    /// What was checked: "archive" (V0), "decode" (V0+V1), "restore" (a restore verified counts).
+    pub level: String,
+    pub verified_at: DateTime<Utc>,
+    pub tool_version: String,
+    /// The archive's size and mtime when it was verified.
+    pub archive_size: u64,
+    pub archive_mtime_secs: i64,
+}
+
+/// Every `*.dbk.tar` in `dir`, newest first (by manifest time, else file name).
+pub fn list_archives(dir: &Path) -> Result<Vec<ArchiveSummary>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("reading backup directory {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let path = entry.path();
+        let is_archive = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(ARCHIVE_SUFFIX));
+        if is_archive && path.is_file() {
+            out.push(summarize(&path));
+        }
+    }
+    out.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.path.cmp(&a.path))
+    });
+    Ok(out)
+}
+
+/// Reads an archive's metadata without hashing its data. Never fails: problems are reported in
+/// the summary, because one damaged file must not hide the others from `list`.
+pub fn summarize(path: &Path) -> ArchiveSummary {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut summary = ArchiveSummary {
+        path: path.to_path_buf(),
+        size,
+        complete: false,
+        problem: None,
+        created_at: None,
+        finished_at: None,
+        engines: Vec::new(),
+        rows: BTreeMap::new(),
+        datasets: 0,
+        verified: None,
+    };
+    match read_metadata(path) {
+        Ok((header, manifest)) => {
+            summary.complete = true;
+            summary.created_at = Some(header.created_at);
+            summary.finished_at = Some(manifest.finished_at);
+            summary.engines = manifest.sources.iter().map(|s| s.engine).collect();
+            summary.datasets = manifest.datasets.len();
+            for d in &manifest.datasets {
+                *summary
+                    .rows
+                    .entry(d.engine.as_str().to_string())
+                    .or_default() += d.rows;
+            }
+            summary.verified = read_stamp(path);
+        }
+        Err(problem) => summary.problem = Some(problem),
+    }
+    summary
+}
+
+fn read_metadata(path: &Path) -> std::result::Result<(Header, Manifest), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
+    let (mut header, mut manifest, mut commit, mut last) = (None, None, None, String::new());
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("unreadable tar entry after {last}: {e}"))?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let wanted = name == HEADER_MEMBER || name == MANIFEST_MEMBER || name == COMMIT_MEMBER;
+        if wanted {
+            if entry.size() > MAX_METADATA_BYTES {
+                return Err(format!(
+                    "member {name} is implausibly large ({} bytes)",
+                    entry.size()
+                ));
+            }
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("member {name} is truncated: {e}"))?;
+            match name.as_str() {
+                HEADER_MEMBER => header = Some(bytes),
+                MANIFEST_MEMBER => manifest = Some(bytes),
+                _ => commit = Some(bytes),
+            }
+        }
+        last = name;
+    }
+    let commit =
+        commit.ok_or("no COMMIT member: the backup did not finish (truncated or interrupted)")?;
+    if last != COMMIT_MEMBER {
+        return Err(format!("COMMIT is not the last member ({last} follows it)"));
+    }
+    let manifest_bytes = manifest.ok_or("no MANIFEST.json member")?;
+    let expected = hex::encode(Sha256::digest(&manifest_bytes));
+    if String::from_utf8_lossy(&commit).trim() != expected {
+        return Err(
+            "COMMIT does not match MANIFEST.json: the manifest was altered or truncated".into(),
+        );
+    }
+    let header: Header = serde_json::from_slice(&header.ok_or("no HEADER.json member")?)
+        .map_err(|e| format!("HEADER.json is not valid: {e}"))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| format!("MANIFEST.json is not valid: {e}"))?;
+    Ok((header, manifest))
+}
+
+fn stamp_path(archive: &Path) -> PathBuf {
+    let mut name = archive.as_os_str().to_os_string();
+    name.push(STAMP_SUFFIX);
+    PathBuf::from(name)
+}
+
+fn file_identity(archive: &Path) -> Option<(u64, i64)> {
+    let meta = std::fs::metadata(archive).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some((meta.len(), mtime))
+}
+
+/// Records that `archive` passed verification at `level`.
+pub fn write_stamp(archive: &Path, level: &str) -> Result<()> {
+    let (archive_size, archive_mtime_secs) = file_identity(archive).ok_or_else(|| {
+        Error::bad_input(archive.display().to_string(), "cannot stat the archive")
+    })?;
+    let stamp = VerificationStamp {
+        level: level.to_string(),
+        verified_at: Utc::now(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        archive_size,
+        archive_mtime_secs,
+    };
+    let path = stamp_path(archive);
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(&stamp).expect("stamp serializes");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The archive's stamp, if present and still describing the file as it is now.
+pub fn read_stamp(archive: &Path) -> Option<VerificationStamp> {
+    let stamp: VerificationStamp =
+        serde_json::from_slice(&std::fs::read(stamp_path(archive)).ok()?).ok()?;
+    let (size, mtime) = file_identity(archive)?;
+    (stamp.archive_size == size && stamp.archive_mtime_secs == mtime).then_some(stamp)
+}
+
+/// Deletes an archive and its stamp.
+pub fn delete_archive(archive: &Path) -> Result<()> {
+    std::fs::remove_file(archive)
+        .map_err(|e| Error::io(format!("deleting {}", archive.display()), e))?;
+    let _ = std::fs::remove_file(stamp_path(archive));
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! `dbkeeper list` and `dbkeeper prune`: the archives in a backup directory, and retention.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use dbkeeper::archive::catalog::{self, ArchiveSummary};
+use dbkeeper::config::Settings;
+use dbkeeper::dirlock::DirLock;
+use dbkeeper::error::Result;
+use dbkeeper::retention::{self, Candidate, Decision, Policy};
+use dbkeeper::ExitCode;
+
+use super::args::{ListArgs, PruneArgs};
+use super::output::Output;
+
+pub fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(|| settings.backup_dir.clone());
+    let archives = catalog::list_archives(&dir)?;
+    out.emit(
+        &serde_json::json!({ "directory": dir, "archives": archives }),
+        || {
+            if archives.is_empty() {
+                println!("no archives in {}", dir.display());
+            }
+            for a in &archives {
+                println!("{}", describe(a));
+            }
+        },
+    )?;
+    Ok(ExitCode::Ok)
+}
+
+/// One line per archive: name, time, size, engines, counts, verification.
+fn describe(a: &ArchiveSummary) -> String {
+    let name = a
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !a.complete {
+        return format!(
+            "{name}  {}  INCOMPLETE: {}",
+            human_bytes(a.size),
+            a.problem.as_deref().unwrap_or("unknown problem")
+        );
+    }
+    let when = a
+        .created_at
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let counts: Vec<String> = a
+        .rows
+        .iter()
+        .map(|(engine, n)| {
+            format!(
+                "{engine} {n} {}",
+                if engine == "mongo" { "docs" } else { "rows" }
+            )
+        })
+        .collect();
+    let verified = match &a.verified {
+        Some(s) => format!(
+            "verified ({}, {})",
+            s.level,
+            s.verified_at.format("%Y-%m-%d %H:%M")
+        ),
+        None => "not verified".to_string(),
+    };
+    format!(
+        "{name}  {when}  {:>9}  {}  {verified}",
+        human_bytes(a.size),
+        counts.join(", ")
+    )
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[derive(Serialize)]
+struct PruneReport {
+    directory: PathBuf,
+    dry_run: bool,
+    policy: Policy,
+    kept: Vec<Decision>,
+    deleted: Vec<Decision>,
+    /// Files that look like archives but are not complete: never deleted by prune.
+    ignored: Vec<ArchiveSummary>,
+}
+
+/// The policy from flags, falling back to `[retention]` in the config file.
+pub fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
+    let r = &settings.retention;
+    let flags_given = args.keep_last.is_some()
+        || args.keep_daily.is_some()
+        || args.keep_weekly.is_some()
+        || args.keep_monthly.is_some();
+    if flags_given {
+        Policy {
+            keep_last: args.keep_last,
+            keep_daily: args.keep_daily,
+            keep_weekly: args.keep_weekly,
+            keep_monthly: args.keep_monthly,
+        }
+    } else {
+        Policy {
+            keep_last: r.keep_last,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+        }
+    }
+}
+
+pub fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
+    let policy = policy_from(&args, settings);
+    policy.validate()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| settings.backup_dir.clone());
+    let report = prune_dir(&dir, &policy, args.dry_run, Locking::Take)?;
+    out.emit(&report, || {
+        let verb = if report.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for d in &report.kept {
+            let reasons: Vec<&str> = d.keep_reasons.iter().map(|r| r.describe()).collect();
+            println!("keep    {}  ({})", d.id, reasons.join(", "));
+        }
+        for d in &report.deleted {
+            println!("{verb:<7} {}", d.id);
+        }
+        for a in &report.ignored {
+            println!(
+                "ignored {}  (not a complete archive: {})",
+                a.path.display(),
+                a.problem.as_deref().unwrap_or("?")
+            );
+        }
+        println!(
+            "{} kept, {} {verb}",
+            report.kept.len(),
+            report.deleted.len()
+        );
+    })?;
+    Ok(ExitCode::Ok)
+}
+
+/// Whether `prune_dir` takes the directory lock or runs under one its caller holds.
+enum Locking {
+    Take,
+    HeldByCaller,
+}
+
+/// Applies `policy` to the complete archives in `dir` (under the directory lock).
+fn prune_dir(
+    dir: &std::path::Path,
+    policy: &Policy,
+    dry_run: bool,
+    locking: Locking,
+) -> Result<PruneReport> {
+    let _lock = match (dry_run, locking) {
+        (false, Locking::Take) => Some(DirLock::acquire(dir, "prune")?),
+        _ => None,
+    };
+    let archives = catalog::list_archives(dir)?;
+    let (complete, ignored): (Vec<_>, Vec<_>) = archives.into_iter().partition(|a| a.complete);
+    let candidates: Vec<Candidate> = complete
+        .iter()
+        .map(|a| Candidate {
+            id: a.path.display().to_string(),
+            created_at: a
+                .created_at
+                .expect("complete archives have a creation time"),
+            verified: a.verified.is_some(),
+        })
+        .collect();
+    let decisions = retention::decide(policy, &candidates);
+    let (kept, deleted): (Vec<_>, Vec<_>) = decisions.into_iter().partition(Decision::keep);
+    if !dry_run {
+        for d in &deleted {
+            catalog::delete_archive(std::path::Path::new(&d.id))?;
+        }
+    }
+    Ok(PruneReport {
+        directory: dir.to_path_buf(),
+        dry_run,
+        policy: *policy,
+        kept,
+        deleted,
+        ignored,
+    })
+}
+
+/// `backup --prune`: the configured policy after a successful backup, under the backup's lock.
+#[allow(dead_code)]
+pub fn prune_after_backup(dir: &std::path::Path, settings: &Settings, out: Output) -> Result<()> {
+    let r = &settings.retention;
+    let policy = Policy {
+        keep_last: r.keep_last,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+    };
+    policy.validate()?;
+    let report = prune_dir(dir, &policy, false, Locking::HeldByCaller)?;
+    if !out.json {
+        println!(
+            "pruned {} archive(s), kept {}",
+            report.deleted.len(),
+            report.kept.len()
+        );
+    }
+    Ok(())
+}
