@@ -41,11 +41,12 @@ pub async fn acquire(client: &Client, database: &str, timeout: Duration) -> Resu
             }
             return Ok(());
         }
-        let holder = describe_holder(client).await?;
+        let (pid, holder) = describe_holder(client).await?;
         if started.elapsed() >= timeout {
+            let pid = pid.map_or_else(|| "pid".to_string(), |p| p.to_string());
             return Err(Error::LockTimeout(format!(
                 "gave up after {}s waiting for the migration lock on {database}: it is held by {holder}. \
-                 If that runner is stuck, end it (SELECT pg_terminate_backend(pid)); otherwise retry \
+                 If that runner is stuck, end it (SELECT pg_terminate_backend({pid})); otherwise retry \
                  with a longer --lock-timeout",
                 timeout.as_secs()
             )));
@@ -58,7 +59,7 @@ pub async fn acquire(client: &Client, database: &str, timeout: Duration) -> Resu
             let left = timeout.saturating_sub(started.elapsed());
             tracing::warn!(
                 "waiting for the migration lock on {database} (up to {}s more): held by {holder}",
-                left.as_secs()
+                left.as_secs_f64().ceil()
             );
             last_report = Some((Instant::now(), holder));
         }
@@ -78,9 +79,9 @@ pub async fn release(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// "application_name 'x' (pid N, user u, connected since T, state S since T)", or a note that
-/// the holder just left.
-async fn describe_holder(client: &Client) -> Result<String> {
+/// The holder's pid and "application_name 'x' (pid N, user u, connected since T, state S since
+/// T)", or a note that the holder just left.
+async fn describe_holder(client: &Client) -> Result<(Option<i32>, String)> {
     let key = MIGRATION_LOCK_KEY as u64;
     let (high, low) = ((key >> 32) as i64, (key & 0xffff_ffff) as i64);
     let row = client
@@ -98,7 +99,7 @@ async fn describe_holder(client: &Client) -> Result<String> {
         .await
         .map_err(|e| db_error("looking up who holds the migration lock", &e))?;
     let Some(row) = row else {
-        return Ok("a session that has just released it".to_string());
+        return Ok((None, "a session that has just released it".to_string()));
     };
     let pid: i32 = row.get(0);
     let app: Option<String> = row.get(1);
@@ -120,7 +121,7 @@ async fn describe_holder(client: &Client) -> Result<String> {
         s.push_str(&format!(", {state} since {state_since}"));
     }
     s.push(')');
-    Ok(s)
+    Ok((Some(pid), s))
 }
 
 #[cfg(test)]

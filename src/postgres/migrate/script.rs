@@ -343,6 +343,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever hides a semicolon (strings, identifiers, dollar quotes, comments, parentheses)
+        /// never splits a statement, and every real terminator does.
+        #[test]
+        fn statements_round_trip_through_the_splitter(
+            statements in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(vec![
+                        "x", "'a;b'", "'it''s;'", "E'\\';'", "\"i;d\"", "$$x;y$$", "$t$ $$; $t$",
+                        "/* c; /* n; */ */", "-- c;\n", "(1;2)", "$1", "é", "';'",
+                    ]),
+                    0..6,
+                ),
+                1..6,
+            )
+        ) {
+            let expected: Vec<String> = statements
+                .iter()
+                .map(|parts| format!("SELECT {};", parts.join(" ")))
+                .collect();
+            let script = expected.join("\n");
+            let got: Vec<&str> = split_statements(&script).iter().map(|s| s.text).collect();
+            proptest::prop_assert_eq!(got, expected.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn positions_map_to_lines_and_character_columns() {
         let script = "SELECT 1;\n-- café\nSELECT nope FROM t;";
