@@ -117,8 +117,9 @@ impl PgMigrator {
     pub async fn connect(target: &PgTarget) -> Result<PgMigrator> {
         let client = target.connect().await?;
         if target.config().get_application_name() == Some("dbkeeper") {
-            // Names this runner in pg_stat_activity, which is what lock waiters report.
-            let name = format!("dbkeeper migrate (pid {})", std::process::id());
+            // Names this runner (user@host and pid) in pg_stat_activity, which is what lock
+            // waiters report. PostgreSQL truncates it to 63 bytes.
+            let name = format!("dbkeeper migrate {}", RunInfo::current().actor);
             client
                 .execute("SELECT set_config('application_name', $1, false)", &[&name])
                 .await
