@@ -304,9 +304,10 @@ fn print_runs(out: Output, reports: &[RunReport]) -> Result<ExitCode> {
                 }
             }
             if let Some(f) = &r.failure {
+                // The message starts with the engine's name already.
                 eprintln!(
-                    "dbkeeper: error: {}: V{}__{} failed: {}",
-                    r.engine, f.version, f.name, f.message
+                    "dbkeeper: error: V{}__{} failed: {}",
+                    f.version, f.name, f.message
                 );
             }
         }

@@ -1,0 +1,3 @@
+DROP VIEW order_totals;
+DROP TABLE order_items;
+DROP TABLE orders;

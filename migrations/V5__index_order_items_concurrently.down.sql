@@ -1,0 +1,3 @@
+-- dbkeeper:no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS orders_pending_idx;
+DROP INDEX CONCURRENTLY IF EXISTS order_items_product_idx;

@@ -1,0 +1,611 @@
+//! PostgreSQL migrations: refinery-compatible history plus dbkeeper's companion table.
+//!
+//! Files are parsed and checksummed by refinery-core, so the `refinery_schema_history` rows
+//! dbkeeper writes are the rows refinery's runner writes. [`PgMigrator`] implements the core's
+//! [`MigrationEngine`] on one dedicated connection, which also holds the migration lock.
+
+mod history;
+mod lock;
+pub mod script;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, GenericClient};
+
+use crate::error::{Engine, Error, Result};
+use crate::migrate::{
+    discover, AppliedMigration, Migration, MigrationEngine, RepairAction, RunInfo,
+};
+use crate::postgres::connect::describe_error;
+use crate::postgres::PgTarget;
+use history::{db_error, CompanionRow, State, Tables};
+
+pub use history::{COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE};
+pub use lock::MIGRATION_LOCK_KEY;
+pub use script::NO_TRANSACTION_DIRECTIVE;
+
+pub const FILE_EXTENSION: &str = "sql";
+
+/// Reads `V{n}__{name}.sql` (+ `.down.sql`) files, with refinery's checksums.
+pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
+    discover(dir, FILE_EXTENSION)?
+        .into_iter()
+        .map(|source| {
+            let up = read(&source.up_path)?;
+            let down = source.down_path.as_deref().map(read).transpose()?;
+            let stem = format!("V{}__{}", source.version, source.name);
+            let parsed = refinery_core::Migration::unapplied(&stem, &up).map_err(|e| {
+                Error::bad_input(source.up_path.display().to_string(), e.to_string())
+            })?;
+            if i64::from(parsed.version()) != source.version || parsed.name() != source.name {
+                return Err(Error::bad_input(
+                    source.up_path.display().to_string(),
+                    format!(
+                        "refinery reads this file name as V{}__{}; rename it so both agree",
+                        parsed.version(),
+                        parsed.name()
+                    ),
+                ));
+            }
+            let no_transaction = script::has_no_transaction_directive(&up);
+            if !no_transaction {
+                refuse_transaction_control(&source.up_path, &up)?;
+            }
+            if let (Some(path), Some(down)) = (&source.down_path, &down) {
+                if !script::has_no_transaction_directive(down) {
+                    refuse_transaction_control(path, down)?;
+                }
+            }
+            Ok(Migration {
+                version: source.version,
+                name: source.name,
+                checksum: parsed.checksum().to_string(),
+                up,
+                up_path: source.up_path,
+                down,
+                down_path: source.down_path,
+                no_transaction,
+            })
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+}
+
+/// dbkeeper commits each migration with its history rows; a `COMMIT` inside the file would
+/// commit half of it without them.
+fn refuse_transaction_control(path: &Path, sql: &str) -> Result<()> {
+    for stmt in script::split_statements(sql) {
+        if script::controls_transaction(stmt.text) {
+            let (line, _) = script::line_col(sql, stmt.offset);
+            return Err(Error::bad_input(
+                format!("{}:{line}", path.display()),
+                format!(
+                    "`{}` controls the transaction, but dbkeeper already runs each migration in one \
+                     transaction with its history rows. Remove it, or make the first line \
+                     `{NO_TRANSACTION_DIRECTIVE}` to manage transactions yourself",
+                    stmt.text.lines().next().unwrap_or("").trim()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The up and down file bodies `migrate new` writes.
+pub fn new_migration_template(name: &str) -> (String, String) {
+    (
+        format!("-- {name}: up\n-- Runs in one transaction with its history row. For CREATE INDEX CONCURRENTLY,\n-- make the first line: {NO_TRANSACTION_DIRECTIVE}\n\n"),
+        format!("-- {name}: down (undo everything the up file did)\n\n"),
+    )
+}
+
+/// The PostgreSQL [`MigrationEngine`]: one dedicated connection for history, lock and scripts.
+pub struct PgMigrator {
+    client: Client,
+    database: String,
+    /// `None` when no schema on the search path exists: nothing can be recorded, but reading
+    /// (finding no history) still works.
+    tables: Option<Tables>,
+    tables_ready: bool,
+}
+
+impl PgMigrator {
+    pub async fn connect(target: &PgTarget) -> Result<PgMigrator> {
+        let client = target.connect().await?;
+        if target.config().get_application_name() == Some("dbkeeper") {
+            // Names this runner (user@host and pid) in pg_stat_activity, which is what lock
+            // waiters report. PostgreSQL truncates it to 63 bytes.
+            let name = format!("dbkeeper migrate {}", RunInfo::current().actor);
+            client
+                .execute("SELECT set_config('application_name', $1, false)", &[&name])
+                .await
+                .map_err(|e| db_error("setting application_name", &e))?;
+        }
+        let schema: Option<String> = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(|e| db_error("reading current_schema()", &e))?
+            .get(0);
+        Ok(PgMigrator {
+            client,
+            database: target.describe(),
+            tables: schema.as_deref().map(Tables::in_schema),
+            tables_ready: false,
+        })
+    }
+
+    fn tables(&self) -> Result<&Tables> {
+        self.tables.as_ref().ok_or_else(|| {
+            Error::db(
+                Engine::Postgres,
+                format!(
+                    "{}: no schema on the search_path exists, so there is nowhere to keep migration \
+                     history; create one or fix search_path in the URL (options=-csearch_path=...)",
+                    self.database
+                ),
+            )
+        })
+    }
+
+    /// Creates the history tables once per run; every writer calls this first.
+    async fn ensure_tables(&mut self) -> Result<()> {
+        if !self.tables_ready {
+            self.tables()?.create(&self.client).await?;
+            self.tables_ready = true;
+        }
+        Ok(())
+    }
+
+    async fn apply_in_transaction(&mut self, m: &Migration, run: &RunInfo) -> Result<()> {
+        let tables = self.tables()?.clone();
+        let version = version_i32(m.version)?;
+        let applied_on = history::refinery_timestamp();
+        let origin = m.up_path.display().to_string();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        let result = async {
+            let started = Instant::now();
+            run_script(&tx, &origin, &m.up).await?;
+            let duration_ms = started.elapsed().as_millis() as i64;
+            tables
+                .insert_refinery_row(&tx, version, &m.name, &m.checksum, &applied_on)
+                .await?;
+            tables
+                .upsert_companion(
+                    &tx,
+                    &companion(m, version, State::Applied, Some(duration_ms), run),
+                )
+                .await?;
+            tables.log(&tx, version, &m.name, "apply", None, run).await
+        }
+        .await;
+        match result {
+            Ok(()) => tx
+                .commit()
+                .await
+                .map_err(|e| db_error(&format!("committing {}", m.label()), &e)),
+            Err(e) => {
+                // The failed migration leaves no trace: its statements and rows go together.
+                let _ = tx.rollback().await;
+                Err(with_note(
+                    e,
+                    &format!(
+                        "{} was rolled back and left nothing behind; migrations before it stay \
+                         applied. Fix the file and run `dbkeeper migrate up` again",
+                        m.label()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// For `CREATE INDEX CONCURRENTLY` and friends: recorded `in_progress` first, run statement by
+    /// statement in autocommit, recorded applied last. A crash in between leaves it dirty.
+    async fn apply_outside_transaction(&mut self, m: &Migration, run: &RunInfo) -> Result<()> {
+        let tables = self.tables()?.clone();
+        let version = version_i32(m.version)?;
+        let applied_on = history::refinery_timestamp();
+        tables
+            .upsert_companion(
+                &self.client,
+                &companion(m, version, State::InProgress, None, run),
+            )
+            .await?;
+        let started = Instant::now();
+        if let Err(e) = run_script(&self.client, &m.up_path.display().to_string(), &m.up).await {
+            let _ = tables
+                .set_dirty_detail(&self.client, version, &format!("failed: {e}"))
+                .await;
+            return Err(dirty_failure(e, &m.label(), "it"));
+        }
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        tables
+            .insert_refinery_row(&tx, version, &m.name, &m.checksum, &applied_on)
+            .await?;
+        tables
+            .set_state(&tx, version, State::Applied, Some(duration_ms))
+            .await?;
+        tables
+            .log(&tx, version, &m.name, "apply", Some("no transaction"), run)
+            .await?;
+        tx.commit()
+            .await
+            .map_err(|e| db_error(&format!("recording {} as applied", m.label()), &e))
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationEngine for PgMigrator {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    async fn read_history(&mut self) -> Result<Vec<AppliedMigration>> {
+        match &self.tables {
+            Some(tables) => tables.read(&self.client).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn lock(&mut self, timeout: Duration) -> Result<()> {
+        lock::acquire(&self.client, &self.database, timeout).await
+    }
+
+    async fn unlock(&mut self) -> Result<()> {
+        lock::release(&self.client).await
+    }
+
+    async fn prepare_history(&mut self) -> Result<()> {
+        self.ensure_tables().await
+    }
+
+    async fn apply(&mut self, m: &Migration, run: &RunInfo) -> Result<()> {
+        self.ensure_tables().await?;
+        if m.no_transaction {
+            self.apply_outside_transaction(m, run).await
+        } else {
+            self.apply_in_transaction(m, run).await
+        }
+    }
+
+    async fn revert(&mut self, a: &AppliedMigration, run: &RunInfo) -> Result<()> {
+        self.ensure_tables().await?;
+        let tables = self.tables()?.clone();
+        let version = version_i32(a.version)?;
+        let Some(down) = a.down.as_deref() else {
+            return Err(Error::Refused(format!(
+                "{} has no recorded down script; nothing was run",
+                a.label()
+            )));
+        };
+        let origin = format!("{} down script (as recorded when applied)", a.label());
+        if script::has_no_transaction_directive(down) {
+            tables
+                .set_state(&self.client, version, State::Reverting, None)
+                .await?;
+            if let Err(e) = run_script(&self.client, &origin, down).await {
+                let _ = tables
+                    .set_dirty_detail(&self.client, version, &format!("rollback failed: {e}"))
+                    .await;
+                return Err(dirty_failure(e, &a.label(), "its rollback"));
+            }
+            let tx = self
+                .client
+                .transaction()
+                .await
+                .map_err(|e| db_error("starting a transaction", &e))?;
+            tables.delete(&tx, version).await?;
+            tables
+                .log(&tx, version, &a.name, "revert", Some("no transaction"), run)
+                .await?;
+            return tx
+                .commit()
+                .await
+                .map_err(|e| db_error(&format!("recording {} as reverted", a.label()), &e));
+        }
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        let result = async {
+            run_script(&tx, &origin, down).await?;
+            tables.delete(&tx, version).await?;
+            tables.log(&tx, version, &a.name, "revert", None, run).await
+        }
+        .await;
+        match result {
+            Ok(()) => tx
+                .commit()
+                .await
+                .map_err(|e| db_error(&format!("committing the rollback of {}", a.label()), &e)),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(with_note(
+                    e,
+                    &format!(
+                        "the rollback was undone as a whole: {} stays applied",
+                        a.label()
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn record_baseline(&mut self, migrations: &[&Migration], run: &RunInfo) -> Result<()> {
+        self.ensure_tables().await?;
+        let tables = self.tables()?.clone();
+        let applied_on = history::refinery_timestamp();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        for m in migrations {
+            let version = version_i32(m.version)?;
+            tables
+                .insert_refinery_row(&tx, version, &m.name, &m.checksum, &applied_on)
+                .await?;
+            tables
+                .upsert_companion(&tx, &companion(m, version, State::Applied, None, run))
+                .await?;
+            tables
+                .log(
+                    &tx,
+                    version,
+                    &m.name,
+                    "baseline",
+                    Some("recorded as applied; not run"),
+                    run,
+                )
+                .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("committing the baseline", &e))
+    }
+
+    async fn repair(&mut self, action: &RepairAction, run: &RunInfo) -> Result<()> {
+        self.ensure_tables().await?;
+        let tables = self.tables()?.clone();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        match action {
+            RepairAction::UpdateChecksum {
+                version,
+                name,
+                old_checksum,
+                new_checksum,
+                down,
+            } => {
+                let v = version_i32(*version)?;
+                tables
+                    .update_checksum(&tx, v, name, new_checksum, down.as_deref(), run)
+                    .await?;
+                let detail = format!("checksum {old_checksum} -> {new_checksum}");
+                tables
+                    .log(&tx, v, name, "repair_checksum", Some(&detail), run)
+                    .await?;
+            }
+            RepairAction::MarkApplied { version, name } => {
+                let v = version_i32(*version)?;
+                if !tables.has_refinery_row(&tx, v).await? {
+                    let (name, checksum) =
+                        tables.companion_identity(&tx, v).await?.ok_or_else(|| {
+                            Error::db(
+                                Engine::Postgres,
+                                format!(
+                                    "V{version}__{name} is no longer recorded; run status again"
+                                ),
+                            )
+                        })?;
+                    tables
+                        .insert_refinery_row(
+                            &tx,
+                            v,
+                            &name,
+                            &checksum,
+                            &history::refinery_timestamp(),
+                        )
+                        .await?;
+                }
+                tables.set_state(&tx, v, State::Applied, None).await?;
+                tables
+                    .log(
+                        &tx,
+                        v,
+                        name,
+                        "repair_mark_applied",
+                        Some("dirty -> applied"),
+                        run,
+                    )
+                    .await?;
+            }
+            RepairAction::ForgetDirty { version, name } => {
+                let v = version_i32(*version)?;
+                tables.delete(&tx, v).await?;
+                tables
+                    .log(
+                        &tx,
+                        v,
+                        name,
+                        "repair_forget_dirty",
+                        Some("dirty -> not applied"),
+                        run,
+                    )
+                    .await?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("committing the repair", &e))
+    }
+}
+
+fn companion<'a>(
+    m: &'a Migration,
+    version: i32,
+    state: State,
+    duration_ms: Option<i64>,
+    run: &'a RunInfo,
+) -> CompanionRow<'a> {
+    CompanionRow {
+        version,
+        name: &m.name,
+        checksum: &m.checksum,
+        state,
+        no_transaction: m.no_transaction,
+        down_sql: m.down.as_deref(),
+        duration_ms,
+        run,
+    }
+}
+
+fn version_i32(version: i64) -> Result<i32> {
+    i32::try_from(version).map_err(|_| {
+        Error::Usage(format!(
+            "version {version} does not fit refinery's int4 version column"
+        ))
+    })
+}
+
+/// Runs `sql` statement by statement. A failure names `origin:line:col`, shows the line, and
+/// carries PostgreSQL's message, detail, hint and context.
+async fn run_script(client: &impl GenericClient, origin: &str, sql: &str) -> Result<()> {
+    for stmt in script::split_statements(sql) {
+        if let Err(e) = client.batch_execute(stmt.text).await {
+            return Err(script_error(origin, sql, stmt, &e));
+        }
+    }
+    Ok(())
+}
+
+fn script_error(
+    origin: &str,
+    sql: &str,
+    stmt: script::Statement<'_>,
+    e: &tokio_postgres::Error,
+) -> Error {
+    let position = e.as_db_error().and_then(|db| match db.position() {
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
+        _ => None,
+    });
+    let offset = stmt.offset + position.map_or(0, |p| script::position_to_offset(stmt.text, p));
+    let (location, excerpt) = script::render_location(origin, sql, offset, position.is_some());
+    let mut message = format!("{location}: {}", describe_error(e));
+    if let Some(context) = e.as_db_error().and_then(|db| db.where_()) {
+        message.push_str(&format!("\nCONTEXT: {context}"));
+    }
+    message.push_str(&format!("\n{excerpt}"));
+    Error::db(Engine::Postgres, message)
+}
+
+/// Appends what happened to the database to a script failure.
+fn with_note(e: Error, note: &str) -> Error {
+    match e {
+        Error::Database { engine, message } => Error::Database {
+            engine,
+            message: format!("{message}\n{note}"),
+        },
+        other => other,
+    }
+}
+
+/// A no-transaction script failed: statements before the failing one stayed, so the version is
+/// dirty until an operator has looked.
+fn dirty_failure(e: Error, label: &str, what: &str) -> Error {
+    let message = match e {
+        Error::Database { message, .. } => message,
+        other => other.to_string(),
+    };
+    Error::db(
+        Engine::Postgres,
+        format!(
+            "{message}\n{label} ran outside a transaction, so statements before the failing one \
+             stayed applied; {what} is now recorded as dirty. Check the database (an interrupted \
+             CREATE INDEX CONCURRENTLY leaves an INVALID index to drop), then run `dbkeeper \
+             migrate repair --dirty rolled-back` (effects undone) or `--dirty applied` (completed)"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn checksums_names_and_versions_match_refinerys_own_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "V1__create_users.sql",
+            "CREATE TABLE users (id int);\n",
+        );
+        write(
+            dir.path(),
+            "V1__create_users.down.sql",
+            "DROP TABLE users;\n",
+        );
+        write(
+            dir.path(),
+            "V2__index.sql",
+            "-- dbkeeper:no-transaction\nCREATE INDEX CONCURRENTLY i ON users (id);\n",
+        );
+        write(
+            dir.path(),
+            "V10__more.sql",
+            "ALTER TABLE users ADD email text;",
+        );
+        let ours = load_migrations(dir.path()).unwrap();
+        let theirs = refinery_core::load_sql_migrations(dir.path()).unwrap();
+        assert_eq!(ours.len(), 3);
+        assert_eq!(theirs.len(), 3, "refinery must skip .down.sql files");
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(o.version, i64::from(t.version()));
+            assert_eq!(o.name, t.name());
+            assert_eq!(o.checksum, t.checksum().to_string());
+        }
+        assert!(ours[0].down.is_some() && ours[1].down.is_none());
+        assert!(!ours[0].no_transaction && ours[1].no_transaction);
+    }
+
+    #[test]
+    fn transaction_control_in_a_transactional_file_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "V1__tx.sql",
+            "CREATE TABLE a (id int);\nCOMMIT;\n",
+        );
+        let err = load_migrations(dir.path()).unwrap_err();
+        assert_eq!(err.exit_code(), crate::ExitCode::Usage);
+        assert!(err.to_string().contains("V1__tx.sql:2"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "V1__tx.sql",
+            "-- dbkeeper:no-transaction\nBEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n",
+        );
+        assert!(load_migrations(dir.path()).is_ok());
+    }
+}
