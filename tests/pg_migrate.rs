@@ -948,3 +948,37 @@ async fn lock_timeout_names_the_holder_and_status_does_not_wait() {
 async fn refinery_rows_absent(client: &tokio_postgres::Client) -> bool {
     !table_exists(client, "refinery_schema_history").await
 }
+
+/// Regression: migrations applied by refinery have no captured down script; `down` must use the
+/// `.down` file as long as the up file is the one that was applied, and refuse when it changed.
+#[tokio::test]
+async fn refinery_applied_migrations_roll_back_with_the_unchanged_files_down_script() {
+    let db = PgTestDb::create().await;
+    let (_root, dir) = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);\n"),
+        ("V1__a.down.sql", "DROP TABLE a;\n"),
+        ("V2__b.sql", "CREATE TABLE b (id int);\n"),
+        ("V2__b.down.sql", "DROP TABLE b;\n"),
+    ]);
+    let files = refinery::load_sql_migrations(&dir).unwrap();
+    let mut client = db.client().await;
+    refinery::Runner::new(&files)
+        .run_async(&mut client)
+        .await
+        .unwrap();
+
+    migrate(&db, &dir, &["down"]).assert().success();
+    assert!(
+        !table_exists(&client, "b").await,
+        "V2 reverted with V2__b.down.sql"
+    );
+    assert_eq!(refinery_rows(&client).await.len(), 1);
+
+    // The up file changed since refinery applied it: its .down file may not fit any more.
+    std::fs::write(dir.join("V1__a.sql"), "CREATE TABLE a (id bigint);\n").unwrap();
+    migrate(&db, &dir, &["down"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("V1__a"));
+    assert!(table_exists(&client, "a").await);
+}

@@ -251,9 +251,11 @@ async fn down(
     let run = RunInfo::current();
     let mut reports = Vec::new();
     for &engine in &ctx.engines {
+        let files = ctx.load(engine)?;
         let (_, mut migrator) = ctx.open(engine).await?;
         let report = runner::down(
             migrator.as_mut(),
+            &files,
             steps,
             to,
             dry_run,

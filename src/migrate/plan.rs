@@ -100,8 +100,9 @@ pub fn plan_down(
         .collect();
     if !no_down.is_empty() {
         return Err(Error::Refused(format!(
-            "cannot roll back {}: no down script was recorded when {} applied (no .down file existed then). \
-             Nothing was run. Revert by hand and then remove the history row, or restore a backup",
+            "cannot roll back {}: no down script was recorded when {} applied, and no .down file for the \
+             unchanged up file exists now. Nothing was run. Add the .down file, or revert by hand and \
+             remove the history row, or restore a backup",
             no_down.join(", "),
             if no_down.len() == 1 { "it was" } else { "they were" }
         )));

@@ -196,8 +196,12 @@ async fn up_locked(
 }
 
 /// Reverts applied migrations, newest first, with the down scripts captured at apply time.
+/// A migration applied without a captured script (by refinery, or before its `.down` file
+/// existed) uses the `.down` file on disk, but only when its up file is unchanged: a down script
+/// written for a different up script must not run.
 pub async fn down(
     engine: &mut dyn MigrationEngine,
+    files: &[Migration],
     steps: Option<usize>,
     to: Option<i64>,
     dry_run: bool,
@@ -212,7 +216,8 @@ pub async fn down(
         failure: None,
     };
     if dry_run {
-        let history = engine.read_history().await?;
+        let mut history = engine.read_history().await?;
+        adopt_file_down_scripts(&mut history, files);
         for a in plan_down(&history, steps, to)? {
             report.steps.push(step(
                 a.version,
@@ -226,18 +231,20 @@ pub async fn down(
         return Ok(report);
     }
     engine.lock(lock_timeout).await?;
-    let result = down_locked(engine, steps, to, run, &mut report).await;
+    let result = down_locked(engine, files, steps, to, run, &mut report).await;
     release(engine, result).await.map(|()| report)
 }
 
 async fn down_locked(
     engine: &mut dyn MigrationEngine,
+    files: &[Migration],
     steps: Option<usize>,
     to: Option<i64>,
     run: &RunInfo,
     report: &mut RunReport,
 ) -> Result<()> {
-    let history = engine.read_history().await?;
+    let mut history = engine.read_history().await?;
+    adopt_file_down_scripts(&mut history, files);
     for a in plan_down(&history, steps, to)? {
         tracing::info!(engine = %engine.engine(), "reverting {}", a.label());
         let started = Instant::now();
@@ -374,6 +381,18 @@ async fn repair_locked(
         engine.repair(action, run).await?;
     }
     Ok(actions)
+}
+
+/// Fills in missing down scripts from `.down` files whose up file still has the recorded checksum.
+fn adopt_file_down_scripts(history: &mut [AppliedMigration], files: &[Migration]) {
+    for applied in history.iter_mut().filter(|a| a.down.is_none()) {
+        let matching = files
+            .iter()
+            .find(|f| f.version == applied.version && f.checksum == applied.checksum);
+        if let Some(file) = matching {
+            applied.down = file.down.clone();
+        }
+    }
 }
 
 /// Releases the lock taken for `result`'s work, whatever that work returned. The work's own
