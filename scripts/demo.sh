@@ -145,6 +145,31 @@ printf 'export DBKEEPER_MONGO_URL=%s\n' "$(redact "$DBKEEPER_MONGO_URL")"
 step "check both servers are reachable"
 dbkeeper ping
 
+step "see which migrations are pending (read-only)"
+dbkeeper migrate status --engine postgres
+
+step "apply the example migrations (migrations/)"
+dbkeeper migrate up --engine postgres
+
+step "seed demo data"
+printf '+ psql <<SQL (customers, products, warehouses, stock, orders)\n'
+"$PSQL" -q -X -d "$DBKEEPER_PG_URL" -v ON_ERROR_STOP=1 <<'SQL'
+INSERT INTO customers (email, full_name)
+SELECT 'customer' || g || '@example.com', 'Customer ' || g FROM generate_series(1, 500) g;
+INSERT INTO products (sku, name, price_cents)
+SELECT 'SKU-' || lpad(g::text, 5, '0'), 'Product ' || g, 100 + g * 7 FROM generate_series(1, 200) g;
+INSERT INTO warehouses (code, city) VALUES ('BER', 'Berlin'), ('LIS', 'Lisbon'), ('OSL', 'Oslo');
+INSERT INTO stock (warehouse_id, product_id, quantity)
+SELECT w.id, p.id, (p.id * 13 + w.id) % 50 FROM warehouses w CROSS JOIN products p;
+INSERT INTO orders (customer_id, status)
+SELECT 1 + g % 500, CASE WHEN g % 4 = 0 THEN 'paid' ELSE 'pending' END FROM generate_series(1, 2000) g;
+INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+SELECT o.id, 1 + (o.id + k * 67) % 200, 1 + k, 100 + k FROM orders o CROSS JOIN generate_series(1, 3) k;
+-- The example procedure moves stock between warehouses in one transaction.
+CALL transfer_stock(1, 2, 1, 1);
+SQL
+dbkeeper migrate status --engine postgres
+
 # ----------------------------------------------------------------------------
 # PLACEHOLDERS: the steps below become real as the commands land. Keep the
 # numbering/story order; each should use `dbkeeper ...` (echoed) and fail the
@@ -152,14 +177,7 @@ dbkeeper ping
 # $PG_RESTORED_URL / $MONGO_RESTORED_URL (already registered for cleanup).
 # ----------------------------------------------------------------------------
 
-# TODO(step): migrate both engines up
-#   step "apply migrations to PostgreSQL and MongoDB"
-#   dbkeeper migrate up
-
-# TODO(step): seed data
-#   step "seed demo data"
-#   (insert a few rows/documents, e.g. with psql and dbkeeper's own tooling,
-#    so backup/verify have something to prove)
+# TODO(step): MongoDB migrations and seed data (mongo_migrations/)
 
 # TODO(step): backup
 #   step "back up both databases"
