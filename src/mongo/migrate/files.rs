@@ -342,7 +342,7 @@ mod tests {
             doc! { "capped": false, "create": "users" },
             doc! { "create": "users", "capped": 0 },
         ] {
-            assert_ne!(base, checksum(&[other.clone()]), "{other}");
+            assert_ne!(base, checksum(std::slice::from_ref(&other)), "{other}");
         }
         // Splitting one command into two is a change too.
         assert_ne!(
