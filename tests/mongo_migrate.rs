@@ -731,3 +731,63 @@ async fn example_migrations_apply_and_roll_back_cleanly() {
     // And up again from scratch, so the downs really restored the starting point.
     run(&["up"]).assert().success();
 }
+
+#[tokio::test]
+async fn a_killed_runner_leaves_exact_progress_and_its_lease_expires() {
+    let db = MongoTestDb::create().await;
+    // Enough commands that the run is still going when the test kills it.
+    let commands: Vec<String> = (0..3000)
+        .map(|i| format!(r#"{{"insert": "slow", "documents": [{{"i": {i}}}]}}"#))
+        .collect();
+    let up = format!("[{}]", commands.join(",\n"));
+    let (work, dir) = migrations(&[("V1__slow.json", &up)]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dbkeeper"))
+        .current_dir(work.path())
+        .env("DBKEEPER_MONGO_LEASE_SECS", "2")
+        .args(["--mongo-url", &db.url, "migrate", "up", "--engine", "mongo"])
+        .arg("--mongo-migrations-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = history(&db).await;
+        if h.first()
+            .and_then(|d| d.get_i64("completed_commands").ok())
+            .is_some_and(|n| n >= 10)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let h = history(&db).await;
+    assert_eq!(h[0].get_str("state").unwrap(), "dirty", "{:?}", h[0]);
+    let completed = h[0].get_i64("completed_commands").unwrap();
+    assert!(completed < 3000, "finished before it was killed");
+    // Progress is recorded after each command, so it matches what ran (or is one behind).
+    let inserted = count(&db, "slow", doc! {}).await as i64;
+    assert!(
+        inserted == completed || inserted == completed + 1,
+        "{inserted} inserted, {completed} recorded"
+    );
+    migrate(&db, &dir, &["status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("the process may have died"));
+    // The dead runner's lease is still there; the next runner waits it out, then refuses the dirty version.
+    assert_eq!(count(&db, "dbkeeper_migrations_lock", doc! {}).await, 1);
+    migrate(&db, &dir, &["up", "--lock-timeout", "20"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("V1__slow is dirty"));
+    migrate(&db, &dir, &["repair", "--dirty", "rolled-back"])
+        .assert()
+        .success();
+    assert!(history(&db).await.is_empty());
+}
