@@ -791,3 +791,49 @@ async fn a_killed_runner_leaves_exact_progress_and_its_lease_expires() {
         .success();
     assert!(history(&db).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_runner_whose_lease_was_taken_over_stops_before_its_next_command() {
+    use dbkeeper::migrate::{MigrationEngine, RunInfo};
+    use dbkeeper::mongo::migrate::{load_migrations, MongoMigrator};
+    use dbkeeper::mongo::MongoTarget;
+    use dbkeeper::redact::SecretUrl;
+
+    let db = MongoTestDb::create().await;
+    let (_work, dir) = migrations(&[("V1__alpha.json", V1)]);
+    let files = load_migrations(&dir).unwrap();
+    let target = MongoTarget::new(
+        &SecretUrl::new(db.url.clone()),
+        &db.name,
+        Duration::from_secs(10),
+    );
+    let mut runner = MongoMigrator::connect_with_lease(&target, Duration::from_secs(1))
+        .await
+        .unwrap();
+    runner.lock(Duration::from_secs(5)).await.unwrap();
+    runner.prepare_history().await.unwrap();
+    // Another runner takes the lease over (as if ours had expired while we were paused).
+    db.db()
+        .await
+        .collection::<Document>("dbkeeper_migrations_lock")
+        .update_one(
+            doc! { "_id": "migrate" },
+            doc! { "$set": { "token": "the-new-holder", "owner": "someone else" } },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let err = runner
+        .apply(&files[0], &RunInfo::current())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("lost the MongoDB migration lock"),
+        "{err}"
+    );
+    assert!(!collections(&db).await.contains(&"alpha".into()));
+    assert_eq!(count(&db, "ledger", doc! {}).await, 0);
+    // Releasing must not delete the new holder's lease.
+    runner.unlock().await.unwrap();
+    assert_eq!(count(&db, "dbkeeper_migrations_lock", doc! {}).await, 1);
+}

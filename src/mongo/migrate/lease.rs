@@ -95,8 +95,9 @@ impl Lease {
         let started = Instant::now();
         let mut last_report: Option<Instant> = None;
         loop {
+            let attempted_at = Instant::now();
             if self.try_take(&token).await? {
-                self.start_heartbeat(token);
+                self.start_heartbeat(token, attempted_at);
                 return Ok(());
             }
             let holder = self.describe_holder().await?;
@@ -126,7 +127,12 @@ impl Lease {
             .update_one(
                 doc! {
                     "_id": LOCK_ID,
-                    "$or": [ { "expires_at": { "$lt": now } }, { "token": token } ],
+                    // A lease without an expiry (edited by hand) must not block runners forever.
+                    "$or": [
+                        { "expires_at": { "$lt": now } },
+                        { "expires_at": { "$exists": false } },
+                        { "token": token },
+                    ],
                 },
                 doc! { "$set": {
                     "owner": &self.owner,
@@ -169,10 +175,12 @@ impl Lease {
         })
     }
 
-    fn start_heartbeat(&mut self, token: String) {
+    /// `taken_at`: when the winning attempt was sent, which is no later than the server's idea
+    /// of when the lease started.
+    fn start_heartbeat(&mut self, token: String, taken_at: Instant) {
         let state = Arc::new(HeldState {
             lost: AtomicBool::new(false),
-            renewed_at: Mutex::new(Instant::now()),
+            renewed_at: Mutex::new(taken_at),
         });
         let heartbeat = tokio::spawn(heartbeat(
             self.db.clone(),
@@ -197,11 +205,14 @@ impl Lease {
                 "internal: a migration step ran without the migration lock",
             ));
         };
+        // Stop trusting the lease a fifth of its duration before the server would expire it, so
+        // a runner cut off from renewals never sends a command after another runner took over.
+        let trusted_for = self.duration - self.duration / 5;
         let stale = held
             .state
             .renewed_at
             .lock()
-            .map(|t| t.elapsed() >= self.duration)
+            .map(|t| t.elapsed() >= trusted_for)
             .unwrap_or(true);
         if held.state.lost.load(Ordering::SeqCst) || stale {
             return Err(Error::LockTimeout(format!(
@@ -259,6 +270,7 @@ async fn heartbeat(
     let every = duration / 3;
     loop {
         tokio::time::sleep(every).await;
+        let sent_at = Instant::now();
         let renewed = async {
             let now = server_now(&db).await?;
             let expires =
@@ -276,7 +288,7 @@ async fn heartbeat(
         match renewed {
             Ok(true) => {
                 if let Ok(mut t) = state.renewed_at.lock() {
-                    *t = Instant::now();
+                    *t = sent_at;
                 }
             }
             Ok(false) => {
