@@ -305,15 +305,16 @@ fn print_runs(out: Output, reports: &[RunReport]) -> Result<ExitCode> {
                     println!("{}: {verb} {} in {} ms", r.engine, s.label(), s.duration_ms);
                 }
             }
-            if let Some(f) = &r.failure {
-                // The message starts with the engine's name already.
-                eprintln!(
-                    "dbkeeper: error: V{}__{} failed: {}",
-                    f.version, f.name, f.message
-                );
-            }
         }
     })?;
+    // On stderr in both output modes: a pipeline reading --json still logs why it failed.
+    for f in reports.iter().filter_map(|r| r.failure.as_ref()) {
+        // The message starts with the engine's name already.
+        eprintln!(
+            "dbkeeper: error: V{}__{} failed: {}",
+            f.version, f.name, f.message
+        );
+    }
     Ok(reports
         .iter()
         .map(RunReport::exit_code)
