@@ -71,6 +71,35 @@ PY
     fi
 }
 
+# Seeds the MongoDB demo database through pymongo (from SecantusDB's venv),
+# as an application would; dbkeeper itself never needs a client library.
+mongo_seed() {
+    local url=$1 db=$2 py="$DBKEEPER_ROOT/target/services/secantus-venv/bin/python"
+    [[ -x $py ]] || die "no pymongo to seed MongoDB with (expected $py; run scripts/services.sh start)"
+    "$py" - "$url" "$db" <<'PY'
+import datetime, sys
+from decimal import Decimal
+import pymongo
+from bson import Decimal128
+client = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)
+db = client[sys.argv[2]]
+now = datetime.datetime.now(datetime.timezone.utc)
+users = [{"email": f"user{i}@example.com", "full_name": f"User {i}", "status": "active",
+          "created_at": now} for i in range(300)]
+user_ids = db.users.insert_many(users).inserted_ids
+products = [{"sku": f"SKU-{i:05d}", "name": f"Product {i}", "price": Decimal128(Decimal(f"{i}.99")),
+             "stock": i % 40, "status": "active", "tags": ["demo"]} for i in range(1, 151)]
+db.products.insert_many(products)
+orders = [{"user_id": user_ids[i % len(user_ids)],
+           "items": [{"sku": f"SKU-{1 + i % 150:05d}", "quantity": 1 + i % 3, "unit_price": 9.99}],
+           "total": 9.99 * (1 + i % 3), "status": "paid" if i % 3 else "pending", "created_at": now}
+          for i in range(1000)]
+db.orders.insert_many(orders)
+print(f"seeded {db.users.count_documents({})} users, {db.products.count_documents({})} products, "
+      f"{db.orders.count_documents({})} orders")
+PY
+}
+
 # Runs on every exit, success or not: drop the demo databases first (needs
 # the servers), then stop the services this run started.
 PG_DBS=()
@@ -145,11 +174,11 @@ printf 'export DBKEEPER_MONGO_URL=%s\n' "$(redact "$DBKEEPER_MONGO_URL")"
 step "check both servers are reachable"
 dbkeeper ping
 
-step "see which migrations are pending (read-only)"
-dbkeeper migrate status --engine postgres
+step "see which migrations are pending, on both engines (read-only)"
+dbkeeper migrate status
 
-step "apply the example migrations (migrations/)"
-dbkeeper migrate up --engine postgres
+step "apply migrations up to V4 on both engines (migrations/, mongo_migrations/)"
+dbkeeper migrate up --to 4
 
 step "seed demo data"
 printf '+ psql <<SQL (customers, products, warehouses, stock, orders)\n'
@@ -168,7 +197,13 @@ SELECT o.id, 1 + (o.id + k * 67) % 200, 1 + k, 100 + k FROM orders o CROSS JOIN 
 -- The example procedure moves stock between warehouses in one transaction.
 CALL transfer_stock(1, 2, 1, 1);
 SQL
-dbkeeper migrate status --engine postgres
+printf '+ mongo_seed (users, products, orders)\n'
+mongo_seed "$DBKEEPER_MONGO_URL" "$MONGO_DB"
+
+step "apply the rest: V5 builds an index CONCURRENTLY (PostgreSQL) and renames a field in every user document (MongoDB)"
+dbkeeper migrate up --dry-run --engine mongo
+dbkeeper migrate up
+dbkeeper migrate status
 
 # ----------------------------------------------------------------------------
 # PLACEHOLDERS: the steps below become real as the commands land. Keep the
@@ -176,8 +211,6 @@ dbkeeper migrate status --engine postgres
 # demo on error. Databases: $PG_DB / $MONGO_DB (current URLs above) and
 # $PG_RESTORED_URL / $MONGO_RESTORED_URL (already registered for cleanup).
 # ----------------------------------------------------------------------------
-
-# TODO(step): MongoDB migrations and seed data (mongo_migrations/)
 
 # TODO(step): backup
 #   step "back up both databases"
