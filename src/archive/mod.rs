@@ -46,6 +46,7 @@
 pub mod chunk;
 pub mod digest;
 pub mod manifest;
+pub mod pipeline;
 pub mod reader;
 pub mod writer;
 

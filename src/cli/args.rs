@@ -219,6 +219,15 @@ pub struct RestoreArgs {
     /// Parallel workers
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Apply the archive's ALTER ... OWNER TO statements (skipped by default: the roles of the
+    /// source rarely exist in a test environment)
+    #[arg(long)]
+    pub keep_owner: bool,
+
+    /// Apply the archive's GRANT/REVOKE statements (skipped by default)
+    #[arg(long)]
+    pub keep_privileges: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,12 @@
 //! The thin CLI: turn arguments into [`Settings`], call one verb function per subcommand, print.
 
 pub mod args;
+mod backup;
 mod migrate;
 pub mod output;
 mod ping;
+mod restore;
+mod verify;
 
 use std::time::Duration;
 
@@ -24,9 +27,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Ping => ping::run(&settings, out).await,
         Command::Migrate(args) => migrate::run(args, &settings, out).await,
-        Command::Backup(_) => Err(Error::NotImplemented("backup")),
-        Command::Restore(_) => Err(Error::NotImplemented("restore")),
-        Command::Verify(_) => Err(Error::NotImplemented("verify")),
+        Command::Backup(args) => backup::run(args, &settings, out).await,
+        Command::Restore(args) => restore::run(args, &settings, out).await,
+        Command::Verify(args) => verify::run(args, &settings, out).await,
         Command::List(_) => Err(Error::NotImplemented("list")),
         Command::Prune(_) => Err(Error::NotImplemented("prune")),
     }
