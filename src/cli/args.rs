@@ -185,6 +185,10 @@ pub struct BackupArgs {
     /// Skip tables/collections matching these glob patterns
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
+
+    /// Uncompressed bytes per chunk (for tests and tuning; the default was measured)
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub chunk_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -61,7 +61,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
         DumpOptions {
             jobs,
             compression_level: args.compression_level.unwrap_or(settings.compression_level),
-            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            chunk_bytes: args.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES).max(1),
             include: args.include.clone(),
             exclude: args.exclude.clone(),
         },

@@ -39,9 +39,10 @@ pub const POST_DATA_MEMBER: &str = "postgres/schema/post-data.sql";
 /// Engine name in member paths and the manifest's `engines` map.
 pub const ENGINE_KEY: &str = "postgres";
 
-/// Tables larger than this on disk are split into ctid ranges of about this size, so parallel
-/// workers share a big table instead of one worker copying it alone.
-const SPLIT_BYTES: i64 = 64 << 20;
+/// Tables larger than this many chunks on disk are split into ctid ranges of about that size,
+/// so parallel workers share a big table instead of one worker copying it alone (64 MiB with
+/// the default chunk size).
+const SPLIT_CHUNKS: i64 = 8;
 /// TID range scans (`ctid >= ... AND ctid < ...` without a full scan) exist from PostgreSQL 14.
 const TID_RANGE_SCAN_MAJOR: u32 = 14;
 
@@ -285,13 +286,14 @@ struct Part {
     estimated_bytes: i64,
 }
 
-fn plan_parts(tables: &[TableInfo], jobs: usize, split: bool) -> VecDeque<Part> {
+fn plan_parts(tables: &[TableInfo], jobs: usize, split_bytes: Option<i64>) -> VecDeque<Part> {
     let mut parts = Vec::new();
     for (index, table) in tables.iter().enumerate() {
-        let pieces = if split && jobs > 1 && table.pages > 0 {
-            (table.bytes / SPLIT_BYTES).clamp(1, 256)
-        } else {
-            1
+        let pieces = match split_bytes {
+            Some(split) if jobs > 1 && table.pages > 0 => {
+                (table.bytes / split.max(1)).clamp(1, 256)
+            }
+            _ => 1,
         };
         if pieces == 1 {
             parts.push(Part {
@@ -366,7 +368,8 @@ async fn copy_all_tables(
     sender: &MemberSender,
 ) -> Result<Vec<TableAcc>> {
     let jobs = options.jobs.max(1);
-    let queue = plan_parts(&tables, jobs, split);
+    let split_bytes = split.then(|| options.chunk_bytes as i64 * SPLIT_CHUNKS);
+    let queue = plan_parts(&tables, jobs, split_bytes);
     let workers = jobs.min(queue.len()).max(1);
     let job = Arc::new(CopyJob {
         results: Mutex::new((0..tables.len()).map(|_| TableAcc::default()).collect()),
@@ -599,7 +602,7 @@ mod tests {
     #[test]
     fn big_tables_are_split_into_page_ranges_covering_everything() {
         let tables = vec![table("s", "big", 200 << 20), table("s", "small", 8192)];
-        let parts = plan_parts(&tables, 2, true);
+        let parts = plan_parts(&tables, 2, Some(64 << 20));
         let big: Vec<_> = parts.iter().filter(|p| p.table == 0).collect();
         assert_eq!(big.len(), 3);
         let mut ranges: Vec<_> = big.iter().map(|p| p.pages.unwrap()).collect();
@@ -608,8 +611,8 @@ mod tests {
         assert_eq!(ranges[0].1, Some(ranges[1].0));
         assert_eq!(ranges[1].1, Some(ranges[2].0));
         assert_eq!(ranges[2].1, None, "the last range is open-ended");
-        assert_eq!(plan_parts(&tables, 1, true).len(), 2);
-        assert_eq!(plan_parts(&tables, 2, false).len(), 2);
+        assert_eq!(plan_parts(&tables, 1, Some(64 << 20)).len(), 2);
+        assert_eq!(plan_parts(&tables, 2, None).len(), 2);
     }
 
     #[test]
