@@ -9,7 +9,8 @@
 //! 3. pre-data schema with psql (owner and privilege statements skipped unless kept, counted);
 //! 4. parallel `COPY ... FROM STDIN`, one chunk per COPY, chunks decompressed on blocking threads
 //!    ahead of the workers;
-//! 5. post-data schema (indexes, constraints, triggers, policies after the load);
+//! 5. post-data schema after the load: index and key builds in parallel, then foreign keys,
+//!    triggers, policies and the rest in script order;
 //! 6. sequences (`setval`), then `REFRESH MATERIALIZED VIEW` for views that held data;
 //! 7. V2: exact `count(*)` of every table against the manifest, every mismatch reported.
 
@@ -159,15 +160,7 @@ pub async fn restore(
     let chunks = load_data(&archive, target, &datasets, options.jobs).await?;
     timings.data = lap(&mut clock);
 
-    let post = run_schema(
-        &archive,
-        &psql,
-        target,
-        &meta.post_data_member,
-        options,
-        "post-data",
-    )
-    .await?;
+    let post = run_post_data(&archive, target, &meta.post_data_member, options).await?;
     timings.post_data = lap(&mut clock);
 
     let client = target.connect().await?;
@@ -302,6 +295,23 @@ async fn prepare_database(
     }
 }
 
+/// A schema member's text.
+async fn schema_text(archive: &Arc<VerifiedArchive>, member: &str) -> Result<String> {
+    let bytes = {
+        let archive = archive.clone();
+        let member = member.to_string();
+        tokio::task::spawn_blocking(move || archive.read_member(&member))
+            .await
+            .map_err(|e| Error::io("reading the schema", std::io::Error::other(e)))??
+    };
+    String::from_utf8(bytes).map_err(|_| {
+        Error::bad_input(
+            format!("archive {}, member {member}", archive.path().display()),
+            "is not UTF-8 text",
+        )
+    })
+}
+
 /// Runs one schema member through psql, filtered as the options say.
 async fn run_schema(
     archive: &Arc<VerifiedArchive>,
@@ -311,19 +321,7 @@ async fn run_schema(
     options: &RestoreOptions,
     what: &str,
 ) -> Result<script::Filtered> {
-    let bytes = {
-        let archive = archive.clone();
-        let member = member.to_string();
-        tokio::task::spawn_blocking(move || archive.read_member(&member))
-            .await
-            .map_err(|e| Error::io("reading the schema", std::io::Error::other(e)))??
-    };
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Error::bad_input(
-            format!("archive {}, member {member}", archive.path().display()),
-            "is not UTF-8 text",
-        )
-    })?;
+    let text = schema_text(archive, member).await?;
     let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
     tools::psql_run(
         psql,
@@ -334,6 +332,101 @@ async fn run_schema(
     .await
     .map_err(|e| partial_restore(target, e))?;
     Ok(filtered)
+}
+
+/// Entry kinds of post-data that only read their table and can be built side by side, as
+/// pg_restore -j does: indexes and primary key / unique / exclusion constraints.
+const PARALLEL_KINDS: [&str; 2] = ["INDEX", "CONSTRAINT"];
+
+/// Runs the post-data schema: index and constraint builds on `jobs` connections at once, then
+/// everything else (foreign keys, index attachments, triggers, policies, comments) in script
+/// order on one connection.
+async fn run_post_data(
+    archive: &Arc<VerifiedArchive>,
+    target: &PgTarget,
+    member: &str,
+    options: &RestoreOptions,
+) -> Result<script::Filtered> {
+    let text = schema_text(archive, member).await?;
+    let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
+    let statements = script::statements(&filtered.sql);
+    let preamble: String = statements
+        .iter()
+        .filter(|s| s.kind.is_none())
+        .map(|s| s.sql)
+        .collect();
+    let (parallel, serial): (Vec<&script::Statement>, Vec<&script::Statement>) = statements
+        .iter()
+        .filter(|s| s.kind.is_some())
+        .partition(|s| s.kind.is_some_and(|k| PARALLEL_KINDS.contains(&k)));
+
+    let jobs = options.jobs.max(1).min(parallel.len().max(1));
+    let queue = std::sync::Mutex::new(
+        parallel
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    // Two builds on related tables can deadlock on their locks; the loser is retried alone.
+    let retry = std::sync::Mutex::new(Vec::new());
+    let workers = (0..jobs).map(|_| async {
+        let client = target.connect().await?;
+        run_statement(&client, &preamble, member).await?;
+        loop {
+            let next = queue.lock().unwrap().pop_front();
+            let Some(statement) = next else {
+                return Ok::<_, Error>(());
+            };
+            match client.batch_execute(statement.sql).await {
+                Ok(()) => {}
+                Err(e)
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    retry.lock().unwrap().push(*statement)
+                }
+                Err(e) => return Err(statement_error(member, statement.sql, &e)),
+            }
+        }
+    });
+    futures::future::try_join_all(workers)
+        .await
+        .map_err(|e| partial_restore(target, e))?;
+
+    let client = target.connect().await?;
+    run_statement(&client, &preamble, member).await?;
+    let retry = retry.into_inner().unwrap();
+    for statement in retry.iter().chain(serial.iter().copied()) {
+        run_statement(&client, statement.sql, member)
+            .await
+            .map_err(|e| partial_restore(target, e))?;
+    }
+    Ok(filtered)
+}
+
+async fn run_statement(client: &Client, sql: &str, member: &str) -> Result<()> {
+    if sql.trim().is_empty() {
+        return Ok(());
+    }
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| statement_error(member, sql, &e))
+}
+
+fn statement_error(member: &str, sql: &str, e: &tokio_postgres::Error) -> Error {
+    let first_line = script::statements(sql)
+        .first()
+        .map(|s| s.sql)
+        .unwrap_or(sql)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--"))
+        .unwrap_or("")
+        .to_string();
+    Error::db(
+        Engine::Postgres,
+        format!("{member}: `{first_line}` failed: {}", describe_error(e)),
+    )
 }
 
 /// Adds "the target is partly restored" to errors after the target was touched.
@@ -381,7 +474,7 @@ async fn load_data(
     }
     let jobs = jobs.max(1).min(total);
 
-    let (tx, rx) = mpsc::channel::<Decoded>(jobs);
+    let (tx, rx) = mpsc::channel::<Decoded>(1);
     let decoder = {
         let archive = archive.clone();
         tokio::spawn(async move {

@@ -34,6 +34,44 @@ pub fn filter(script: &str, keep_owner: bool, keep_privileges: bool) -> Filtered
     out
 }
 
+/// One statement of a pg_dump script with the kind of the archive entry it belongs to (the
+/// `Type:` of the `-- Name: ...; Type: INDEX; ...` header pg_dump writes before each entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statement<'a> {
+    /// `None` for the preamble (`SET ...`) before the first entry.
+    pub kind: Option<&'a str>,
+    pub sql: &'a str,
+}
+
+/// The SQL statements of a script with their entry kinds; psql meta-commands (`\restrict`) and
+/// comment-only pieces are left out, since they mean nothing to a plain SQL connection.
+pub fn statements(script: &str) -> Vec<Statement<'_>> {
+    let mut kind = None;
+    let mut out = Vec::new();
+    for piece in split(script) {
+        for line in piece.lines() {
+            let line = line.trim_start();
+            if line.is_empty() {
+                continue;
+            }
+            if !line.starts_with("--") {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("-- Name: ") {
+                if let Some((_, after)) = rest.split_once("; Type: ") {
+                    kind = after.split(';').next();
+                }
+            }
+        }
+        let head = strip_leading_comments(piece);
+        if head.is_empty() || head.starts_with('\\') {
+            continue;
+        }
+        out.push(Statement { kind, sql: piece });
+    }
+    out
+}
+
 /// Splits a script into statements, each with its leading whitespace/comments and its
 /// terminating `;` (a psql meta-command is one line). Concatenating the pieces gives the
 /// script back.
@@ -248,6 +286,21 @@ ALTER TABLE ONLY public.t
         assert!(function.trim_end().ends_with("END $_$;"), "{function}");
         assert!(pieces.iter().any(|p| p.trim() == "\\restrict abc"));
         assert!(pieces.iter().any(|p| p.trim() == "\\unrestrict abc"));
+    }
+
+    #[test]
+    fn statements_carry_their_entry_kind() {
+        let script = "\\restrict k\nSET x = 1;\n\n--\n-- Name: t t_pkey; Type: CONSTRAINT; Schema: public; Owner: a\n--\n\nALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (a);\n\n--\n-- Name: i; Type: INDEX; Schema: public; Owner: a\n--\n\nCREATE INDEX i ON public.t USING btree (a);\n\n-- Name: t fk; Type: FK CONSTRAINT; Schema: public; Owner: a\nALTER TABLE x ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES t(a);\n\\unrestrict k\n";
+        let kinds: Vec<Option<&str>> = statements(script).iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                None,
+                Some("CONSTRAINT"),
+                Some("INDEX"),
+                Some("FK CONSTRAINT")
+            ]
+        );
     }
 
     #[test]
