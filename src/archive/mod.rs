@@ -47,6 +47,7 @@ pub mod catalog;
 pub mod chunk;
 pub mod digest;
 pub mod manifest;
+pub mod pipeline;
 pub mod reader;
 pub mod writer;
 

@@ -196,6 +196,10 @@ pub struct BackupArgs {
     /// Skip tables/collections matching these glob patterns
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
+
+    /// Uncompressed bytes per chunk (for tests and tuning; the default was measured)
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub chunk_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,6 +234,15 @@ pub struct RestoreArgs {
     /// Parallel workers
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Apply the archive's ALTER ... OWNER TO statements (skipped by default: the roles of the
+    /// source rarely exist in a test environment)
+    #[arg(long)]
+    pub keep_owner: bool,
+
+    /// Apply the archive's GRANT/REVOKE statements (skipped by default)
+    #[arg(long)]
+    pub keep_privileges: bool,
 }
 
 #[derive(Debug, Args)]

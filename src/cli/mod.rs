@@ -1,16 +1,19 @@
 //! The thin CLI: turn arguments into [`Settings`], call one verb function per subcommand, print.
 
 pub mod args;
+mod backup;
 mod completions;
 mod list;
 mod migrate;
 pub mod output;
 mod ping;
+mod restore;
+mod verify;
 
 use std::time::Duration;
 
 use dbkeeper::config::{Overrides, Settings};
-use dbkeeper::error::{Error, Result};
+use dbkeeper::error::Result;
 use dbkeeper::redact::SecretUrl;
 use dbkeeper::ExitCode;
 
@@ -33,9 +36,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Ping => ping::run(&settings, out).await,
         Command::Migrate(args) => migrate::run(args, &settings, out).await,
-        Command::Backup(_) => Err(Error::NotImplemented("backup")),
-        Command::Restore(_) => Err(Error::NotImplemented("restore")),
-        Command::Verify(_) => Err(Error::NotImplemented("verify")),
+        Command::Backup(args) => backup::run(args, &settings, out).await,
+        Command::Restore(args) => restore::run(args, &settings, out).await,
+        Command::Verify(args) => verify::run(args, &settings, out).await,
         Command::List(args) => list::list(args, &settings, out),
         Command::Prune(args) => list::prune(args, &settings, out),
         Command::Completions { .. } | Command::Man => unreachable!("handled before configuration"),

@@ -3,4 +3,9 @@
 pub mod connect;
 
 pub use connect::PgTarget;
+pub mod dump;
+pub mod inspect;
 pub mod migrate;
+pub mod restore;
+pub mod script;
+pub mod tools;

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# PostgreSQL backup/restore benchmark: dbkeeper vs pg_dump -Fd -j 2 / pg_restore -j 2.
+#
+#   bench/pg.sh [SCALE] [RUNS]        (defaults: SCALE=0.2, RUNS=3)
+#
+# Generates a dataset with SQL (about 500 MB of tables at scale 1), then alternates the tools
+# run by run so both see the same machine load, and reports the median wall time of each, the
+# ratios the design targets (docs: DESIGN.md "Performance"), and peak RSS (/usr/bin/time -v).
+# Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a server whose database
+# part of the URL is a maintenance database (e.g. .../postgres); it creates and drops
+# dbk_bench_* databases there. Builds dbkeeper in release mode.
+#
+# Not a test: numbers depend on the machine; a shared 2-core box is noisy, so compare ratios
+# from one run, not absolute times across runs.
+set -euo pipefail
+
+SCALE=${1:-0.2}
+RUNS=${2:-3}
+JOBS=${DBKEEPER_BENCH_JOBS:-2}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+URL=${DBKEEPER_BENCH_PG_URL:-${DBKEEPER_TEST_PG_URL:?set DBKEEPER_BENCH_PG_URL or DBKEEPER_TEST_PG_URL}}
+BASE=${URL%/*}
+SRC=dbk_bench_src
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dbk-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+log() { printf '==> %s\n' "$*" >&2; }
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -d "$URL" "$@"; }
+drop_db() { psql_admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null; }
+
+log "building dbkeeper (release)"
+(cd "$ROOT" && cargo build --release --quiet)
+DBK="$ROOT/target/release/dbkeeper"
+
+if [[ "$(psql -X -At -d "$URL" -c "SELECT 1 FROM pg_database WHERE datname = '$SRC'")" != 1 ||
+      "$(psql -X -At -d "$BASE/$SRC" -c "SELECT value FROM bench_meta WHERE key = 'scale'" 2>/dev/null)" != "$SCALE" ]]; then
+    log "generating dataset at scale $SCALE"
+    drop_db "$SRC"
+    psql_admin -c "CREATE DATABASE $SRC"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$BASE/$SRC" -v scale="$SCALE" <<'SQL'
+CREATE TABLE bench_meta (key text PRIMARY KEY, value text);
+CREATE TABLE customers (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    name text NOT NULL,
+    address text,
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES customers (id),
+    status text NOT NULL,
+    amount numeric(12,2) NOT NULL,
+    placed_at timestamptz NOT NULL,
+    note text
+);
+CREATE TABLE events (
+    id bigserial PRIMARY KEY,
+    order_id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb NOT NULL
+);
+INSERT INTO customers (email, name, address, created_at)
+SELECT 'customer' || i || '@example.com', 'Customer ' || md5(i::text),
+       i || ' Main Street, ' || md5((i * 7)::text), now() - i * interval '1 minute'
+FROM generate_series(1, (600000 * :scale)::int) i;
+INSERT INTO orders (customer_id, status, amount, placed_at, note)
+SELECT 1 + (i::bigint * 7919) % (600000 * :scale)::int, (ARRAY['new','paid','shipped','returned'])[1 + i % 4],
+       (i % 100000) / 100.0, now() - i * interval '1 second',
+       CASE WHEN i % 3 = 0 THEN NULL ELSE 'note ' || md5(i::text) END
+FROM generate_series(1, (4000000 * :scale)::int) i;
+INSERT INTO events (order_id, kind, payload)
+SELECT i, (ARRAY['created','paid','shipped'])[1 + i % 3],
+       jsonb_build_object('order', i, 'tags', jsonb_build_array('a', 'b', i % 10), 'text', md5(i::text) || md5((i + 1)::text))
+FROM generate_series(1, (2000000 * :scale)::int) i;
+CREATE INDEX orders_customer_idx ON orders (customer_id);
+CREATE INDEX orders_placed_idx ON orders (placed_at);
+CREATE INDEX events_order_idx ON events (order_id);
+VACUUM ANALYZE;
+-- Last, so an interrupted generation is regenerated next time.
+INSERT INTO bench_meta VALUES ('scale', :'scale');
+SQL
+fi
+psql -X -At -d "$BASE/$SRC" -c "SELECT 'dataset: ' || pg_size_pretty(pg_database_size(current_database())) || ' on disk'" >&2
+
+# time_it NAME COMMAND...: runs the command under /usr/bin/time -v, appends "NAME seconds rss_kb".
+time_it() {
+    local name=$1; shift
+    local start end
+    start=$(date +%s.%N)
+    /usr/bin/time -v -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt" || {
+        cat "$WORK/stderr.txt" >&2; log "$name failed"; exit 1; }
+    end=$(date +%s.%N)
+    local rss
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
+    echo "$name $(echo "$end - $start" | bc) $rss" >>"$WORK/results.txt"
+    log "$name: $(echo "$end - $start" | bc) s, peak RSS $((rss / 1024)) MiB"
+}
+
+for run in $(seq 1 "$RUNS"); do
+    log "run $run/$RUNS"
+    rm -rf "$WORK/dbk" "$WORK/pgd"
+    mkdir -p "$WORK/dbk"
+    time_it dbk_backup "$DBK" --pg-url "$BASE/$SRC" backup --jobs "$JOBS" --output "$WORK/dbk"
+    time_it pg_dump pg_dump -Fd -j "$JOBS" -f "$WORK/pgd" -d "$BASE/$SRC"
+    archive=$(ls "$WORK"/dbk/*.dbk.tar)
+
+    drop_db dbk_bench_r1; drop_db dbk_bench_r2
+    time_it dbk_restore "$DBK" --pg-url "$BASE/dbk_bench_r1" restore --jobs "$JOBS" "$archive"
+    psql_admin -c "CREATE DATABASE dbk_bench_r2"
+    time_it pg_restore pg_restore -j "$JOBS" -d "$BASE/dbk_bench_r2" "$WORK/pgd"
+    time_it dbk_verify "$DBK" verify "$archive"
+    if [[ $run == 1 ]]; then
+        log "archive $(du -h "$archive" | cut -f1), pg_dump -Fd $(du -sh "$WORK/pgd" | cut -f1)"
+    fi
+done
+drop_db dbk_bench_r1; drop_db dbk_bench_r2
+
+python3 - "$WORK/results.txt" "$SCALE" "$JOBS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+t = {}; rss = {}
+for name, secs, kb in rows:
+    t.setdefault(name, []).append(float(secs)); rss[name] = max(rss.get(name, 0), int(kb))
+med = {k: statistics.median(v) for k, v in t.items()}
+print(f"scale {sys.argv[2]}, jobs {sys.argv[3]}, {len(t['dbk_backup'])} alternating runs (median wall seconds, max peak RSS)")
+for k in ["dbk_backup", "pg_dump", "dbk_restore", "pg_restore", "dbk_verify"]:
+    print(f"  {k:12} {med[k]:7.2f} s   {rss[k] / 1024:6.1f} MiB")
+print(f"  backup  ratio dbkeeper / pg_dump -Fd -j2  = {med['dbk_backup'] / med['pg_dump']:.2f} (target <= 0.7)")
+print(f"  restore ratio dbkeeper / pg_restore -j2   = {med['dbk_restore'] / med['pg_restore']:.2f} (target <= 0.8)")
+PY

@@ -1,0 +1,670 @@
+//! PostgreSQL restore from a verified archive.
+//!
+//! The archive has already passed V0 ([`VerifiedArchive::open`]) before this module runs, so a
+//! damaged archive never touches the target. Then:
+//! 1. safety: refuse to restore onto the archive's own source database (same server system
+//!    identifier and database name, or same host/port/database), and refuse a non-empty target
+//!    unless `--mode replace` (which drops and recreates it);
+//! 2. create the target database if absent (from template0, in the source's encoding);
+//! 3. pre-data schema with psql (owner and privilege statements skipped unless kept, counted);
+//! 4. parallel `COPY ... FROM STDIN`, one chunk per COPY, chunks decompressed on blocking threads
+//!    ahead of the workers;
+//! 5. post-data schema after the load: index and key builds in parallel, then foreign keys,
+//!    triggers, policies and the rest in script order;
+//! 6. sequences (`setval`), then `REFRESH MATERIALIZED VIEW` for views that held data;
+//! 7. V2: exact `count(*)` of every table against the manifest, every mismatch reported.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::sync::{mpsc, Mutex};
+use tokio_postgres::Client;
+
+use crate::archive::chunk::DecodedChunk;
+use crate::archive::reader::VerifiedArchive;
+use crate::archive::{Dataset, Source};
+use crate::error::{Engine, Error, Result};
+use crate::postgres::connect::describe_error;
+use crate::postgres::dump::{PgArchiveMeta, PgDatasetExtra, ENGINE_KEY};
+use crate::postgres::inspect::{self, db_error, quote_ident, quote_qualified};
+use crate::postgres::script;
+use crate::postgres::tools::{self, PgTool};
+use crate::postgres::PgTarget;
+
+/// What to do when the target database already has objects in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingTarget {
+    /// Refuse (exit 4).
+    Refuse,
+    /// Drop the database and create it again.
+    Replace,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub jobs: usize,
+    pub existing: ExistingTarget,
+    /// Apply `ALTER ... OWNER TO` statements (needs the roles to exist on the target).
+    pub keep_owner: bool,
+    /// Apply GRANT/REVOKE statements.
+    pub keep_privileges: bool,
+    /// Compare exact row counts with the manifest afterwards.
+    pub verify: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub target: String,
+    pub database: String,
+    /// `created`, `reused-empty` or `replaced`.
+    pub database_action: &'static str,
+    pub tables: usize,
+    pub rows: u64,
+    pub raw_bytes: u64,
+    pub chunks: usize,
+    pub sequences: usize,
+    pub materialized_views: usize,
+    pub skipped_owner_statements: usize,
+    pub skipped_privilege_statements: usize,
+    pub seconds: RestoreTimings,
+    /// Present when counts were verified.
+    pub verify: Option<CountReport>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreTimings {
+    pub pre_data: f64,
+    pub data: f64,
+    pub post_data: f64,
+    pub finish: f64,
+    pub verify: f64,
+}
+
+/// V2 counts: every table's exact row count against the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct CountReport {
+    pub tables_checked: usize,
+    pub mismatches: Vec<CountMismatch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CountMismatch {
+    pub table: String,
+    pub expected: u64,
+    pub actual: u64,
+}
+
+/// The PostgreSQL part of an archive, with its metadata decoded.
+pub fn archive_meta(archive: &VerifiedArchive) -> Result<Option<(Source, PgArchiveMeta)>> {
+    let manifest = archive.manifest();
+    let (Some(source), Some(meta)) = (
+        manifest.source(Engine::Postgres),
+        manifest.engines.get(ENGINE_KEY),
+    ) else {
+        return Ok(None);
+    };
+    let meta: PgArchiveMeta = serde_json::from_value(meta.clone()).map_err(|e| {
+        Error::bad_input(
+            format!("archive {}", archive.path().display()),
+            format!("MANIFEST.json engines.postgres is not valid: {e}"),
+        )
+    })?;
+    Ok(Some((source.clone(), meta)))
+}
+
+/// Restores the archive's PostgreSQL part into `target` (its database is created if absent).
+pub async fn restore(
+    archive: Arc<VerifiedArchive>,
+    target: &PgTarget,
+    options: &RestoreOptions,
+) -> Result<RestoreReport> {
+    let Some((source, meta)) = archive_meta(&archive)? else {
+        return Err(Error::Usage(format!(
+            "archive {} holds no PostgreSQL data; drop --pg-url or pick another archive",
+            archive.path().display()
+        )));
+    };
+    let dbname = target.dbname();
+    let admin = connect_maintenance(target).await?;
+    let major = inspect::server_major(&admin).await?;
+    let psql = tools::find_tool("psql", major).await?;
+    refuse_source(&admin, target, &source).await?;
+    let database_action = prepare_database(&admin, target, &meta, options.existing).await?;
+    drop(admin);
+
+    let mut timings = RestoreTimings::default();
+    let mut clock = Instant::now();
+    let pre = run_schema(
+        &archive,
+        &psql,
+        target,
+        &meta.pre_data_member,
+        options,
+        "pre-data",
+    )
+    .await?;
+    timings.pre_data = lap(&mut clock);
+
+    let datasets: Vec<usize> = archive
+        .manifest()
+        .datasets
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.engine == Engine::Postgres)
+        .map(|(i, _)| i)
+        .collect();
+    let chunks = load_data(&archive, target, &datasets, options.jobs).await?;
+    timings.data = lap(&mut clock);
+
+    let post = run_post_data(&archive, target, &meta.post_data_member, options).await?;
+    timings.post_data = lap(&mut clock);
+
+    let client = target.connect().await?;
+    set_sequences(&client, &meta).await?;
+    refresh_matviews(&client, &meta).await?;
+    timings.finish = lap(&mut clock);
+
+    let verify = if options.verify {
+        let report = count_check(&archive, target, &datasets, options.jobs).await?;
+        timings.verify = lap(&mut clock);
+        Some(report)
+    } else {
+        None
+    };
+    let manifest = archive.manifest();
+    Ok(RestoreReport {
+        target: target.describe(),
+        database: dbname,
+        database_action,
+        tables: datasets.len(),
+        rows: datasets.iter().map(|&i| manifest.datasets[i].rows).sum(),
+        raw_bytes: datasets
+            .iter()
+            .map(|&i| manifest.datasets[i].raw_bytes)
+            .sum(),
+        chunks,
+        sequences: meta.sequences.len(),
+        materialized_views: meta.materialized_views.len(),
+        skipped_owner_statements: pre.skipped_owner + post.skipped_owner,
+        skipped_privilege_statements: pre.skipped_privileges + post.skipped_privileges,
+        seconds: timings,
+        verify,
+    })
+}
+
+fn lap(clock: &mut Instant) -> f64 {
+    let seconds = clock.elapsed().as_secs_f64();
+    *clock = Instant::now();
+    (seconds * 1000.0).round() / 1000.0
+}
+
+/// A connection to the server's maintenance database (`postgres`, else `template1`), for
+/// creating and dropping the target.
+async fn connect_maintenance(target: &PgTarget) -> Result<Client> {
+    match target.with_dbname("postgres").connect().await {
+        Ok(client) => Ok(client),
+        Err(first) => target
+            .with_dbname("template1")
+            .connect()
+            .await
+            .map_err(|_| first),
+    }
+}
+
+/// Refuses when the target is the database the archive was taken from.
+async fn refuse_source(admin: &Client, target: &PgTarget, source: &Source) -> Result<()> {
+    let same_database = source.database == target.dbname();
+    let target_id = inspect::system_identifier(admin).await;
+    let same_server = match (&source.system_identifier, &target_id) {
+        (Some(a), Some(b)) => a == b,
+        // Without identifiers, compare where the URLs point.
+        _ => PgTarget::new(
+            &crate::redact::SecretUrl::new(source.url.clone()),
+            Default::default(),
+        )
+        .map(|s| s.describe() == target.describe())
+        .unwrap_or(false),
+    };
+    if same_database && same_server {
+        return Err(Error::Refused(format!(
+            "refusing to restore onto {}: it is the database this archive was taken from. \
+             Restore into another database (change the database name in --pg-url)",
+            target.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes sure the target database exists and is empty; returns what was done.
+async fn prepare_database(
+    admin: &Client,
+    target: &PgTarget,
+    meta: &PgArchiveMeta,
+    existing: ExistingTarget,
+) -> Result<&'static str> {
+    let dbname = target.dbname();
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&dbname],
+        )
+        .await
+        .map_err(|e| db_error("looking up the target database", &e))?
+        .is_some();
+    let create = format!(
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING '{}'",
+        quote_ident(&dbname),
+        meta.encoding.replace('\'', "''")
+    );
+    if !exists {
+        admin
+            .batch_execute(&create)
+            .await
+            .map_err(|e| db_error(&format!("creating database {dbname}"), &e))?;
+        return Ok("created");
+    }
+    let contents = {
+        let client = target.connect().await?;
+        inspect::user_objects(&client).await?
+    };
+    match (contents, existing) {
+        (None, _) => Ok("reused-empty"),
+        (Some(found), ExistingTarget::Refuse) => Err(Error::Refused(format!(
+            "target database {} is not empty ({found}); restore into a new database, or pass \
+             --mode replace to drop and recreate it",
+            target.describe()
+        ))),
+        (Some(_), ExistingTarget::Replace) => {
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE {} WITH (FORCE)",
+                    quote_ident(&dbname)
+                ))
+                .await
+                .map_err(|e| db_error(&format!("dropping database {dbname}"), &e))?;
+            admin
+                .batch_execute(&create)
+                .await
+                .map_err(|e| db_error(&format!("creating database {dbname}"), &e))?;
+            Ok("replaced")
+        }
+    }
+}
+
+/// A schema member's text.
+async fn schema_text(archive: &Arc<VerifiedArchive>, member: &str) -> Result<String> {
+    let bytes = {
+        let archive = archive.clone();
+        let member = member.to_string();
+        tokio::task::spawn_blocking(move || archive.read_member(&member))
+            .await
+            .map_err(|e| Error::io("reading the schema", std::io::Error::other(e)))??
+    };
+    String::from_utf8(bytes).map_err(|_| {
+        Error::bad_input(
+            format!("archive {}, member {member}", archive.path().display()),
+            "is not UTF-8 text",
+        )
+    })
+}
+
+/// Runs one schema member through psql, filtered as the options say.
+async fn run_schema(
+    archive: &Arc<VerifiedArchive>,
+    psql: &PgTool,
+    target: &PgTarget,
+    member: &str,
+    options: &RestoreOptions,
+    what: &str,
+) -> Result<script::Filtered> {
+    let text = schema_text(archive, member).await?;
+    let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
+    tools::psql_run(
+        psql,
+        target,
+        filtered.sql.clone().into_bytes(),
+        &format!("{what} schema ({member})"),
+    )
+    .await
+    .map_err(|e| partial_restore(target, e))?;
+    Ok(filtered)
+}
+
+/// Entry kinds of post-data that only read their table and can be built side by side, as
+/// pg_restore -j does: indexes and primary key / unique / exclusion constraints.
+const PARALLEL_KINDS: [&str; 2] = ["INDEX", "CONSTRAINT"];
+
+/// Runs the post-data schema: index and constraint builds on `jobs` connections at once, then
+/// everything else (foreign keys, index attachments, triggers, policies, comments) in script
+/// order on one connection.
+async fn run_post_data(
+    archive: &Arc<VerifiedArchive>,
+    target: &PgTarget,
+    member: &str,
+    options: &RestoreOptions,
+) -> Result<script::Filtered> {
+    let text = schema_text(archive, member).await?;
+    let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
+    let statements = script::statements(&filtered.sql);
+    let preamble: String = statements
+        .iter()
+        .filter(|s| s.kind.is_none())
+        .map(|s| s.sql)
+        .collect();
+    let (parallel, serial): (Vec<&script::Statement>, Vec<&script::Statement>) = statements
+        .iter()
+        .filter(|s| s.kind.is_some())
+        .partition(|s| s.kind.is_some_and(|k| PARALLEL_KINDS.contains(&k)));
+
+    let jobs = options.jobs.max(1).min(parallel.len().max(1));
+    let queue = std::sync::Mutex::new(
+        parallel
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    // Two builds on related tables can deadlock on their locks; the loser is retried alone.
+    let retry = std::sync::Mutex::new(Vec::new());
+    let workers = (0..jobs).map(|_| async {
+        let client = target.connect().await?;
+        run_statement(&client, &preamble, member).await?;
+        loop {
+            let next = queue.lock().unwrap().pop_front();
+            let Some(statement) = next else {
+                return Ok::<_, Error>(());
+            };
+            match client.batch_execute(statement.sql).await {
+                Ok(()) => {}
+                Err(e)
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    retry.lock().unwrap().push(*statement)
+                }
+                Err(e) => return Err(statement_error(member, statement.sql, &e)),
+            }
+        }
+    });
+    futures::future::try_join_all(workers)
+        .await
+        .map_err(|e| partial_restore(target, e))?;
+
+    let client = target.connect().await?;
+    run_statement(&client, &preamble, member).await?;
+    let retry = retry.into_inner().unwrap();
+    for statement in retry.iter().chain(serial.iter().copied()) {
+        run_statement(&client, statement.sql, member)
+            .await
+            .map_err(|e| partial_restore(target, e))?;
+    }
+    Ok(filtered)
+}
+
+async fn run_statement(client: &Client, sql: &str, member: &str) -> Result<()> {
+    if sql.trim().is_empty() {
+        return Ok(());
+    }
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| statement_error(member, sql, &e))
+}
+
+fn statement_error(member: &str, sql: &str, e: &tokio_postgres::Error) -> Error {
+    let first_line = script::statements(sql)
+        .first()
+        .map(|s| s.sql)
+        .unwrap_or(sql)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--"))
+        .unwrap_or("")
+        .to_string();
+    Error::db(
+        Engine::Postgres,
+        format!("{member}: `{first_line}` failed: {}", describe_error(e)),
+    )
+}
+
+/// Adds "the target is partly restored" to errors after the target was touched.
+fn partial_restore(target: &PgTarget, e: Error) -> Error {
+    match e {
+        Error::Tool { program, message } => Error::Tool {
+            program,
+            message: format!(
+                "{message}\nthe target {} is partly restored; fix the cause and run again with \
+                 --mode replace",
+                target.describe()
+            ),
+        },
+        Error::Database { engine, message } => Error::Database {
+            engine,
+            message: format!(
+                "{message}\nthe target {} is partly restored; fix the cause and run again with \
+                 --mode replace",
+                target.describe()
+            ),
+        },
+        other => other,
+    }
+}
+
+type Decoded = Result<(usize, usize, DecodedChunk)>;
+
+/// Loads every chunk with `jobs` COPY workers; returns how many chunks were loaded.
+async fn load_data(
+    archive: &Arc<VerifiedArchive>,
+    target: &PgTarget,
+    datasets: &[usize],
+    jobs: usize,
+) -> Result<usize> {
+    let manifest = archive.manifest();
+    let mut work: Vec<(usize, usize)> = datasets
+        .iter()
+        .flat_map(|&d| (0..manifest.datasets[d].chunks.len()).map(move |c| (d, c)))
+        .collect();
+    // Biggest chunks first: the tail of the load is then made of small ones.
+    work.sort_by_key(|&(d, c)| std::cmp::Reverse(manifest.datasets[d].chunks[c].raw_bytes));
+    let total = work.len();
+    if total == 0 {
+        return Ok(0);
+    }
+    let jobs = jobs.max(1).min(total);
+
+    let (tx, rx) = mpsc::channel::<Decoded>(1);
+    let decoder = {
+        let archive = archive.clone();
+        tokio::spawn(async move {
+            let mut decoded = futures::stream::iter(work)
+                .map(|(d, c)| {
+                    let archive = archive.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let dataset = &archive.manifest().datasets[d];
+                        archive
+                            .read_chunk(dataset, &dataset.chunks[c])
+                            .map(|chunk| (d, c, chunk))
+                    })
+                })
+                .buffered(jobs);
+            while let Some(result) = decoded.next().await {
+                let result = result.unwrap_or_else(|e| {
+                    Err(Error::io("decoding a chunk", std::io::Error::other(e)))
+                });
+                if tx.send(result).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let rx = Arc::new(Mutex::new(rx));
+    let workers = (0..jobs).map(|_| {
+        let rx = rx.clone();
+        let archive = archive.clone();
+        let target = target.clone();
+        async move { copy_in_worker(&archive, &target, &rx).await }
+    });
+    let result = futures::future::try_join_all(workers).await;
+    decoder.abort();
+    result.map_err(|e| partial_restore(target, e))?;
+    Ok(total)
+}
+
+async fn copy_in_worker(
+    archive: &VerifiedArchive,
+    target: &PgTarget,
+    rx: &Mutex<mpsc::Receiver<Decoded>>,
+) -> Result<()> {
+    let client = target.connect().await?;
+    // A restore that crashes is rerun anyway, so commit durability per COPY buys nothing.
+    client
+        .batch_execute("SET synchronous_commit = off; SET row_security = off")
+        .await
+        .map_err(|e| db_error("preparing a COPY worker", &e))?;
+    loop {
+        let next = rx.lock().await.recv().await;
+        let Some(item) = next else { return Ok(()) };
+        let (d, c, chunk) = item?;
+        let dataset = &archive.manifest().datasets[d];
+        copy_chunk(&client, dataset, &dataset.chunks[c].member, chunk).await?;
+    }
+}
+
+fn dataset_columns(dataset: &Dataset) -> Result<Vec<String>> {
+    serde_json::from_value::<PgDatasetExtra>(dataset.extra.clone())
+        .map(|e| e.columns)
+        .map_err(|e| {
+            Error::bad_input(
+                format!("manifest dataset {}", dataset.qualified_name()),
+                format!("has no valid PostgreSQL column list: {e}"),
+            )
+        })
+}
+
+async fn copy_chunk(
+    client: &Client,
+    dataset: &Dataset,
+    member: &str,
+    chunk: DecodedChunk,
+) -> Result<()> {
+    let columns = dataset_columns(dataset)?;
+    let table = quote_qualified(&dataset.namespace, &dataset.name);
+    let statement = if columns.is_empty() {
+        format!("COPY {table} FROM STDIN")
+    } else {
+        format!(
+            "COPY {table} {} FROM STDIN",
+            inspect::quoted_column_list(&columns)
+        )
+    };
+    let what = format!("loading {member} into {}", dataset.qualified_name());
+    let expected = chunk.rows();
+    let sink = client
+        .copy_in::<_, Bytes>(&statement)
+        .await
+        .map_err(|e| db_error(&what, &e))?;
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from(chunk.data))
+        .await
+        .map_err(|e| db_error(&what, &e))?;
+    let rows = sink.finish().await.map_err(|e| db_error(&what, &e))?;
+    if rows != expected {
+        return Err(Error::db(
+            Engine::Postgres,
+            format!("{what}: COPY loaded {rows} rows, the chunk holds {expected}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn set_sequences(client: &Client, meta: &PgArchiveMeta) -> Result<()> {
+    for seq in &meta.sequences {
+        let name = quote_qualified(&seq.schema, &seq.name);
+        client
+            .execute(
+                "SELECT pg_catalog.setval($1::text::regclass, $2, $3)",
+                &[&name, &seq.last_value, &seq.is_called],
+            )
+            .await
+            .map_err(|e| db_error(&format!("setting sequence {}.{}", seq.schema, seq.name), &e))?;
+    }
+    Ok(())
+}
+
+/// Refreshes materialized views. One may read another, so views that fail because a view
+/// they read is not populated yet are retried after the others, until no progress is made.
+async fn refresh_matviews(client: &Client, meta: &PgArchiveMeta) -> Result<()> {
+    let mut pending: Vec<_> = meta.materialized_views.iter().collect();
+    while !pending.is_empty() {
+        let mut failed = Vec::new();
+        let mut last_error = None;
+        for view in &pending {
+            let sql = format!(
+                "REFRESH MATERIALIZED VIEW {}",
+                quote_qualified(&view.schema, &view.name)
+            );
+            if let Err(e) = client.batch_execute(&sql).await {
+                last_error = Some(format!(
+                    "{}.{}: {}",
+                    view.schema,
+                    view.name,
+                    describe_error(&e)
+                ));
+                failed.push(*view);
+            }
+        }
+        if failed.len() == pending.len() {
+            return Err(Error::db(
+                Engine::Postgres,
+                format!(
+                    "refreshing materialized views failed: {}",
+                    last_error.unwrap_or_default()
+                ),
+            ));
+        }
+        pending = failed;
+    }
+    Ok(())
+}
+
+/// V2 counts: exact `count(*)` of every restored table against the manifest.
+pub async fn count_check(
+    archive: &VerifiedArchive,
+    target: &PgTarget,
+    datasets: &[usize],
+    jobs: usize,
+) -> Result<CountReport> {
+    let pool = target.pool(jobs.max(1))?;
+    let manifest = archive.manifest();
+    let counts = futures::stream::iter(datasets.iter().map(|&i| &manifest.datasets[i]))
+        .map(|dataset| {
+            let pool = &pool;
+            async move {
+                let client = target.get(pool).await?;
+                let actual =
+                    inspect::count_rows(&client, &dataset.namespace, &dataset.name).await?;
+                Ok::<_, Error>((dataset, actual as u64))
+            }
+        })
+        .buffer_unordered(jobs.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut mismatches = Vec::new();
+    for result in counts {
+        let (dataset, actual) = result?;
+        if actual != dataset.rows {
+            mismatches.push(CountMismatch {
+                table: dataset.qualified_name(),
+                expected: dataset.rows,
+                actual,
+            });
+        }
+    }
+    mismatches.sort_by(|a, b| a.table.cmp(&b.table));
+    Ok(CountReport {
+        tables_checked: datasets.len(),
+        mismatches,
+    })
+}
