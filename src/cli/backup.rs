@@ -21,7 +21,7 @@ use dbkeeper::postgres::PgTarget;
 use dbkeeper::ExitCode;
 
 use super::args::BackupArgs;
-use super::output::Output;
+use super::output::{human_bytes, Output};
 
 #[derive(Debug, Serialize)]
 struct BackupReport {
@@ -199,21 +199,5 @@ impl<W: Write> Write for CountingWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// `1.2 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

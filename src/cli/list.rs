@@ -12,7 +12,7 @@ use dbkeeper::retention::{self, Candidate, Decision, Policy};
 use dbkeeper::ExitCode;
 
 use super::args::{ListArgs, PruneArgs};
-use super::output::Output;
+use super::output::{human_bytes, Output};
 
 pub fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
     let dir = args.dir.unwrap_or_else(|| settings.backup_dir.clone());
@@ -72,21 +72,6 @@ fn describe(a: &ArchiveSummary) -> String {
         human_bytes(a.size),
         counts.join(", ")
     )
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 #[derive(Serialize)]

@@ -11,7 +11,7 @@ use dbkeeper::postgres::PgTarget;
 use dbkeeper::ExitCode;
 
 use super::args::{RestoreArgs, RestoreMode};
-use super::backup::human_bytes;
+use super::output::human_bytes;
 use super::output::Output;
 
 pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<ExitCode> {

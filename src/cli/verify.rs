@@ -10,7 +10,7 @@ use dbkeeper::error::{Error, Result};
 use dbkeeper::ExitCode;
 
 use super::args::VerifyArgs;
-use super::backup::human_bytes;
+use super::output::human_bytes;
 use super::output::Output;
 
 #[derive(Debug, Serialize)]
