@@ -1,4 +1,5 @@
-//! The archive: one tar file per backup, self-verifying, shared by every engine.
+//! The archive: one tar file per backup, self-verifying, shared by every engine
+//! (format reference: docs/archive-format.md).
 //!
 //! This module knows nothing about databases. An engine's dump turns its data into *records*
 //! (a PostgreSQL COPY text line, a MongoDB raw BSON document), groups them into bounded chunks

@@ -20,7 +20,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::Client;
 
 use crate::archive::chunk::DecodedChunk;
@@ -452,7 +451,84 @@ fn partial_restore(target: &PgTarget, e: Error) -> Error {
     }
 }
 
-type Decoded = Result<(usize, usize, DecodedChunk)>;
+/// Hands chunks to COPY workers so that, while there are tables enough, no two workers load the
+/// same table: concurrent COPYs into one heap contend on its extension lock. A worker stays on
+/// its table until it is done, then takes the largest untouched table, and only helps with a
+/// table another worker is on when none is left.
+struct Scheduler {
+    tables: Vec<TableQueue>,
+}
+
+struct TableQueue {
+    dataset: usize,
+    chunks: std::collections::VecDeque<usize>,
+    remaining_bytes: u64,
+    workers: usize,
+}
+
+impl Scheduler {
+    fn new(archive: &VerifiedArchive, datasets: &[usize]) -> Scheduler {
+        let manifest = archive.manifest();
+        let tables = datasets
+            .iter()
+            .map(|&d| {
+                let dataset = &manifest.datasets[d];
+                TableQueue {
+                    dataset: d,
+                    chunks: (0..dataset.chunks.len()).collect(),
+                    remaining_bytes: dataset.raw_bytes,
+                    workers: 0,
+                }
+            })
+            .collect();
+        Scheduler { tables }
+    }
+
+    /// The next (table slot, dataset, chunk) for a worker currently on table slot `current`.
+    fn next(
+        &mut self,
+        archive: &VerifiedArchive,
+        current: &mut Option<usize>,
+    ) -> Option<(usize, usize)> {
+        let stay = current.filter(|&t| !self.tables[t].chunks.is_empty());
+        let slot = match stay {
+            Some(t) => t,
+            None => {
+                if let Some(t) = current.take() {
+                    self.tables[t].workers -= 1;
+                }
+                let open = self
+                    .tables
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| !t.chunks.is_empty());
+                let untouched = open.clone().filter(|(_, t)| t.workers == 0);
+                let (t, _) = untouched
+                    .max_by_key(|(_, t)| t.remaining_bytes)
+                    .or_else(|| open.max_by_key(|(_, t)| t.remaining_bytes))?;
+                self.tables[t].workers += 1;
+                *current = Some(t);
+                t
+            }
+        };
+        let table = &mut self.tables[slot];
+        let chunk = table.chunks.pop_front()?;
+        let raw = archive.manifest().datasets[table.dataset].chunks[chunk].raw_bytes;
+        table.remaining_bytes = table.remaining_bytes.saturating_sub(raw);
+        Some((table.dataset, chunk))
+    }
+}
+
+type Decoding = tokio::task::JoinHandle<Result<DecodedChunk>>;
+
+/// Starts decompressing a chunk on a blocking thread.
+fn decode(archive: &Arc<VerifiedArchive>, dataset: usize, chunk: usize) -> Decoding {
+    let archive = archive.clone();
+    tokio::task::spawn_blocking(move || {
+        let d = &archive.manifest().datasets[dataset];
+        archive.read_chunk(d, &d.chunks[chunk])
+    })
+}
 
 /// Loads every chunk with `jobs` COPY workers; returns how many chunks were loaded.
 async fn load_data(
@@ -462,60 +538,26 @@ async fn load_data(
     jobs: usize,
 ) -> Result<usize> {
     let manifest = archive.manifest();
-    let mut work: Vec<(usize, usize)> = datasets
+    let total: usize = datasets
         .iter()
-        .flat_map(|&d| (0..manifest.datasets[d].chunks.len()).map(move |c| (d, c)))
-        .collect();
-    // Biggest chunks first: the tail of the load is then made of small ones.
-    work.sort_by_key(|&(d, c)| std::cmp::Reverse(manifest.datasets[d].chunks[c].raw_bytes));
-    let total = work.len();
+        .map(|&d| manifest.datasets[d].chunks.len())
+        .sum();
     if total == 0 {
         return Ok(0);
     }
-    let jobs = jobs.max(1).min(total);
-
-    let (tx, rx) = mpsc::channel::<Decoded>(1);
-    let decoder = {
-        let archive = archive.clone();
-        tokio::spawn(async move {
-            let mut decoded = futures::stream::iter(work)
-                .map(|(d, c)| {
-                    let archive = archive.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let dataset = &archive.manifest().datasets[d];
-                        archive
-                            .read_chunk(dataset, &dataset.chunks[c])
-                            .map(|chunk| (d, c, chunk))
-                    })
-                })
-                .buffered(jobs);
-            while let Some(result) = decoded.next().await {
-                let result = result.unwrap_or_else(|e| {
-                    Err(Error::io("decoding a chunk", std::io::Error::other(e)))
-                });
-                if tx.send(result).await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
-    let rx = Arc::new(Mutex::new(rx));
-    let workers = (0..jobs).map(|_| {
-        let rx = rx.clone();
-        let archive = archive.clone();
-        let target = target.clone();
-        async move { copy_in_worker(&archive, &target, &rx).await }
-    });
-    let result = futures::future::try_join_all(workers).await;
-    decoder.abort();
-    result.map_err(|e| partial_restore(target, e))?;
+    let scheduler = std::sync::Mutex::new(Scheduler::new(archive, datasets));
+    let workers = (0..jobs.max(1).min(total)).map(|_| copy_in_worker(archive, target, &scheduler));
+    futures::future::try_join_all(workers)
+        .await
+        .map_err(|e| partial_restore(target, e))?;
     Ok(total)
 }
 
+/// One COPY connection: while a chunk is being loaded, the next one is already decompressing.
 async fn copy_in_worker(
-    archive: &VerifiedArchive,
+    archive: &Arc<VerifiedArchive>,
     target: &PgTarget,
-    rx: &Mutex<mpsc::Receiver<Decoded>>,
+    scheduler: &std::sync::Mutex<Scheduler>,
 ) -> Result<()> {
     let client = target.connect().await?;
     // A restore that crashes is rerun anyway, so commit durability per COPY buys nothing.
@@ -523,13 +565,24 @@ async fn copy_in_worker(
         .batch_execute("SET synchronous_commit = off; SET row_security = off")
         .await
         .map_err(|e| db_error("preparing a COPY worker", &e))?;
-    loop {
-        let next = rx.lock().await.recv().await;
-        let Some(item) = next else { return Ok(()) };
-        let (d, c, chunk) = item?;
+    let mut current = None;
+    let take = |current: &mut Option<usize>| {
+        scheduler
+            .lock()
+            .unwrap()
+            .next(archive, current)
+            .map(|(d, c)| (d, c, decode(archive, d, c)))
+    };
+    let mut next = take(&mut current);
+    while let Some((d, c, decoding)) = next {
+        let chunk = decoding
+            .await
+            .map_err(|e| Error::io("decoding a chunk", std::io::Error::other(e)))??;
+        next = take(&mut current);
         let dataset = &archive.manifest().datasets[d];
         copy_chunk(&client, dataset, &dataset.chunks[c].member, chunk).await?;
     }
+    Ok(())
 }
 
 fn dataset_columns(dataset: &Dataset) -> Result<Vec<String>> {
