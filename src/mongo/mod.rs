@@ -3,4 +3,11 @@
 pub mod connect;
 
 pub use connect::MongoTarget;
+pub mod dump;
+pub mod inspect;
+pub mod manifest;
+pub mod metadata;
 pub mod migrate;
+pub mod namespace;
+pub mod progress;
+pub mod restore;

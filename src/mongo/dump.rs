@@ -1,0 +1,636 @@
+//! Dumping one MongoDB database into an archive.
+//!
+//! Two steps, because the archive's `HEADER.json` (written first) records every engine's source
+//! and point in time before any data is read:
+//!
+//! 1. [`prepare`] connects, lists the collections and views (after `--include`/`--exclude`),
+//!    reads their definitions, and fixes the point in time: it opens a snapshot session, whose
+//!    first read makes the server choose a cluster time. If the server refuses snapshot reads
+//!    (a standalone server, an old version), collections are read one after another instead, and
+//!    the source says so. [`PreparedDump::source`] is what goes into the header.
+//! 2. [`PreparedDump::run`] writes every definition as a `mongo/meta/...metadata.json` member,
+//!    then reads collections on `jobs` worker tasks. Each worker streams one collection's
+//!    documents, exactly as the server returns them (raw BSON, never decoded), into bounded
+//!    chunks, compresses a full chunk on the blocking pool while it reads the next, and sends it
+//!    to the one writer (this task) through a bounded channel, so memory stays at a few chunks per
+//!    worker whatever the collection size. With a snapshot, every worker's session reads at the
+//!    same cluster time.
+//!
+//! The manifest's counts are the documents written, counted as they are written.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, RawDocumentBuf, Timestamp};
+use mongodb::{Client, ClientSession};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::connect::{server_version, short_error};
+use super::inspect::{db_error, index_specs, list_collections};
+use super::manifest::{ClusterTime, CollectionEntry, Consistency, MongoManifest};
+use super::metadata::{self, CollectionKind, CollectionMetadata};
+use super::namespace::NamespaceFilter;
+use super::progress::Progress;
+use super::MongoTarget;
+use crate::archive::chunk::{ChunkBuilder, CompressedChunk, DEFAULT_CHUNK_BYTES};
+use crate::archive::digest::ContentDigest;
+use crate::archive::writer::{ArchiveWriter, Member};
+use crate::archive::{chunk_member_name, ChunkEntry, Dataset, Manifest, RecordFormat, Source};
+use crate::error::{Engine, Error, Result};
+
+/// How to dump.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// Collections read in parallel.
+    pub jobs: usize,
+    /// gzip level, 0-9.
+    pub compression_level: u32,
+    /// Uncompressed bytes per chunk (a chunk always holds whole documents, so one document larger
+    /// than this makes a chunk of its own).
+    pub chunk_bytes: usize,
+    /// Glob patterns of collections to dump (`coll` or `db.coll`); empty means all.
+    pub include: Vec<String>,
+    /// Glob patterns of collections to skip.
+    pub exclude: Vec<String>,
+}
+
+impl Default for DumpOptions {
+    fn default() -> DumpOptions {
+        DumpOptions {
+            jobs: crate::config::DEFAULT_JOBS,
+            compression_level: crate::config::DEFAULT_COMPRESSION_LEVEL,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// A dump whose collections and point in time are fixed, ready to run.
+pub struct PreparedDump {
+    client: Client,
+    database: String,
+    source: Source,
+    /// Collections and views, by name.
+    definitions: Vec<CollectionMetadata>,
+    snapshot: Option<Timestamp>,
+    snapshot_unavailable: Option<String>,
+    options: DumpOptions,
+}
+
+/// What one collection's dump produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionSummary {
+    pub name: String,
+    pub documents: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub chunks: usize,
+    pub indexes: usize,
+}
+
+/// What the dump did, for the command's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpSummary {
+    pub database: String,
+    pub consistency: Consistency,
+    pub cluster_time: Option<String>,
+    pub collections: Vec<CollectionSummary>,
+    pub views: Vec<String>,
+    pub documents: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    #[serde(serialize_with = "serialize_secs")]
+    pub elapsed: Duration,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A finished dump: what goes into the manifest, and the summary.
+#[derive(Debug, Clone)]
+pub struct MongoDump {
+    pub source: Source,
+    pub datasets: Vec<Dataset>,
+    pub manifest: MongoManifest,
+    pub summary: DumpSummary,
+}
+
+impl MongoDump {
+    /// Records the dump in the archive's manifest: its source (replacing the header's MongoDB
+    /// source, which is the same), its datasets and `engines.mongo`.
+    pub fn record(self, manifest: &mut Manifest) {
+        manifest.sources.retain(|s| s.engine != Engine::Mongo);
+        manifest.sources.push(self.source);
+        manifest.datasets.extend(self.datasets);
+        manifest
+            .engines
+            .insert(Engine::Mongo.as_str().to_string(), self.manifest.to_value());
+    }
+}
+
+/// Connects, selects collections, reads their definitions and fixes the point in time.
+pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<PreparedDump> {
+    if options.jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    let filter = NamespaceFilter::new(&options.include, &options.exclude)?;
+    let client = target.connect().await?;
+    let database = target.db_name().to_string();
+    let db = client.database(&database);
+    let mut definitions = Vec::new();
+    for info in list_collections(&db).await? {
+        let name = info.get_str("name").unwrap_or_default();
+        if !filter.selects(&database, name) {
+            continue;
+        }
+        let is_view = info.get_str("type") == Ok(CollectionKind::View.as_str());
+        let indexes = if is_view {
+            Vec::new()
+        } else {
+            index_specs(&db, name).await?
+        };
+        let definition = CollectionMetadata::from_list_collections(&info, indexes)
+            .map_err(|message| Error::Usage(format!("MongoDB {database}: {message}")))?;
+        definitions.push(definition);
+    }
+
+    let first_collection = definitions
+        .iter()
+        .find(|d| d.kind == CollectionKind::Collection)
+        .map(|d| d.name.clone());
+    let (snapshot, snapshot_unavailable) = match first_collection {
+        None => (
+            None,
+            Some("the dump has no collections to read".to_string()),
+        ),
+        Some(name) => match start_snapshot(&client, &database, &name).await {
+            Ok(time) => (Some(time), None),
+            Err(reason) => (None, Some(reason)),
+        },
+    };
+    let consistency = match snapshot {
+        Some(time) => format!(
+            "snapshot read concern: every collection read at cluster time {}",
+            cluster_time(time)
+        ),
+        None => format!(
+            "collections read one after another, each at its own point in time ({})",
+            snapshot_unavailable.as_deref().unwrap_or_default()
+        ),
+    };
+    let source = Source {
+        engine: Engine::Mongo,
+        url: target.url().redacted(),
+        database: database.clone(),
+        server_version: server_version(&client).await?,
+        system_identifier: None,
+        snapshot: snapshot.map(|t| cluster_time(t).to_string()),
+        consistency,
+    };
+    Ok(PreparedDump {
+        client,
+        database,
+        source,
+        definitions,
+        snapshot,
+        snapshot_unavailable,
+        options: options.clone(),
+    })
+}
+
+/// Opens a snapshot session and reads one document so the server picks the cluster time all
+/// workers then read at. Any refusal means snapshot reads are unavailable; the reason is kept
+/// for the manifest.
+async fn start_snapshot(
+    client: &Client,
+    database: &str,
+    collection: &str,
+) -> std::result::Result<Timestamp, String> {
+    let mut session = client
+        .start_session()
+        .snapshot(true)
+        .await
+        .map_err(|e| short_error(&e))?;
+    let coll = client
+        .database(database)
+        .collection::<RawDocumentBuf>(collection);
+    let mut cursor = coll
+        .find(doc! {})
+        .limit(1)
+        .session(&mut session)
+        .await
+        .map_err(|e| short_error(&e))?;
+    while cursor
+        .advance(&mut session)
+        .await
+        .map_err(|e| short_error(&e))?
+    {}
+    drop(cursor);
+    session
+        .snapshot_time()
+        .ok_or_else(|| "the server answered a snapshot read without a cluster time".to_string())
+}
+
+fn cluster_time(t: Timestamp) -> ClusterTime {
+    ClusterTime {
+        t: t.time,
+        i: t.increment,
+    }
+}
+
+impl PreparedDump {
+    /// The source to record in `HEADER.json`.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The collections and views that will be dumped, by name.
+    pub fn definitions(&self) -> &[CollectionMetadata] {
+        &self.definitions
+    }
+
+    /// Writes the definitions and every collection's documents to `writer`. Returns what the
+    /// manifest needs; nothing is recorded in it here (see [`MongoDump::record`]).
+    ///
+    /// Member names are `mongo/meta/<i>-<name>.metadata.json` and
+    /// `mongo/data/<i>-<db.coll>/<chunk>.bson.gz`, `<i>` being the collection's position in this
+    /// dump (the `mongo/` prefix keeps them apart from other engines' members).
+    pub async fn run<W: Write>(
+        self,
+        writer: &mut ArchiveWriter<W>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<MongoDump> {
+        let started = Instant::now();
+        let mut entries = Vec::with_capacity(self.definitions.len());
+        for (index, definition) in self.definitions.iter().enumerate() {
+            let member = metadata::member_name(index, &definition.name);
+            writer.append(Member::new(member.clone(), definition.to_json()))?;
+            entries.push(CollectionEntry {
+                name: definition.name.clone(),
+                kind: definition.kind,
+                metadata_member: member,
+            });
+        }
+
+        let mut datasets: Vec<Dataset> = Vec::new();
+        let mut jobs = VecDeque::new();
+        for (index, definition) in self.definitions.iter().enumerate() {
+            if definition.kind != CollectionKind::Collection {
+                continue;
+            }
+            jobs.push_back(CollectionJob {
+                dataset: datasets.len(),
+                member_index: index,
+                name: definition.name.clone(),
+            });
+            datasets.push(Dataset {
+                engine: Engine::Mongo,
+                namespace: self.database.clone(),
+                name: definition.name.clone(),
+                format: RecordFormat::Bson,
+                rows: 0,
+                raw_bytes: 0,
+                digest: ContentDigest::new().to_hex(),
+                chunks: Vec::new(),
+                extra: serde_json::json!({ "metadata_member": entries[index].metadata_member }),
+            });
+        }
+        let digests = self.read_collections(jobs, writer, &mut datasets, &*progress);
+        let digests = digests.await?;
+        for (dataset, digest) in datasets.iter_mut().zip(digests) {
+            dataset.digest = digest.to_hex();
+        }
+
+        let summary = self.summary(&datasets, started.elapsed());
+        Ok(MongoDump {
+            source: self.source,
+            datasets,
+            manifest: MongoManifest {
+                database: self.database,
+                consistency: summary.consistency,
+                cluster_time: self.snapshot.map(cluster_time),
+                snapshot_unavailable: self.snapshot_unavailable,
+                collections: entries,
+            },
+            summary,
+        })
+    }
+
+    /// Runs the workers and appends their chunks to `writer` as they arrive, filling in each
+    /// dataset's chunks and totals. Returns each dataset's content digest. The first error stops
+    /// everything (dropping the join set aborts the other workers).
+    async fn read_collections<W: Write>(
+        &self,
+        jobs: VecDeque<CollectionJob>,
+        writer: &mut ArchiveWriter<W>,
+        datasets: &mut [Dataset],
+        progress: &dyn Progress,
+    ) -> Result<Vec<ContentDigest>> {
+        let mut digests = vec![ContentDigest::new(); datasets.len()];
+        let workers = self.options.jobs.min(jobs.len()).max(1);
+        let jobs = Arc::new(Mutex::new(jobs));
+        // Two compressed chunks per worker in flight bound memory; more would not speed anything
+        // up, the writer is never the slow part.
+        let (tx, mut rx) = mpsc::channel(workers * 2);
+        let mut set = JoinSet::new();
+        for _ in 0..workers {
+            let worker = Worker {
+                client: self.client.clone(),
+                database: self.database.clone(),
+                snapshot: self.snapshot,
+                chunk_bytes: self.options.chunk_bytes,
+                compression_level: self.options.compression_level,
+                tx: tx.clone(),
+            };
+            set.spawn(worker.run(Arc::clone(&jobs)));
+        }
+        drop(tx);
+        loop {
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(WorkerMessage::Started { dataset }) => {
+                        progress.collection_started(&datasets[dataset].name);
+                    }
+                    Some(WorkerMessage::Chunk { dataset, chunk }) => {
+                        let d = &mut datasets[dataset];
+                        let entry = writer.append(chunk.member)?;
+                        d.rows += chunk.rows;
+                        d.raw_bytes += chunk.raw_bytes;
+                        digests[dataset].merge(&chunk.digest);
+                        d.chunks.push(ChunkEntry {
+                            member: entry.name,
+                            rows: chunk.rows,
+                            raw_bytes: chunk.raw_bytes,
+                            size: entry.size,
+                            sha256: entry.sha256,
+                        });
+                        progress.chunk_done(&d.name, chunk.rows, chunk.raw_bytes);
+                    }
+                    Some(WorkerMessage::Finished { dataset }) => {
+                        progress.collection_finished(&datasets[dataset].name, datasets[dataset].rows);
+                    }
+                    None => break,
+                },
+                Some(joined) = set.join_next() => {
+                    joined.map_err(worker_panicked)??;
+                }
+            }
+        }
+        while let Some(joined) = set.join_next().await {
+            joined.map_err(worker_panicked)??;
+        }
+        Ok(digests)
+    }
+
+    fn summary(&self, datasets: &[Dataset], elapsed: Duration) -> DumpSummary {
+        let collections: Vec<CollectionSummary> = datasets
+            .iter()
+            .map(|d| CollectionSummary {
+                name: d.name.clone(),
+                documents: d.rows,
+                raw_bytes: d.raw_bytes,
+                compressed_bytes: d.chunks.iter().map(|c| c.size).sum(),
+                chunks: d.chunks.len(),
+                indexes: self
+                    .definitions
+                    .iter()
+                    .find(|m| m.name == d.name)
+                    .map_or(0, |m| m.indexes.len()),
+            })
+            .collect();
+        DumpSummary {
+            database: self.database.clone(),
+            consistency: if self.snapshot.is_some() {
+                Consistency::Snapshot
+            } else {
+                Consistency::Sequential
+            },
+            cluster_time: self.snapshot.map(|t| cluster_time(t).to_string()),
+            documents: collections.iter().map(|c| c.documents).sum(),
+            raw_bytes: collections.iter().map(|c| c.raw_bytes).sum(),
+            compressed_bytes: collections.iter().map(|c| c.compressed_bytes).sum(),
+            views: self
+                .definitions
+                .iter()
+                .filter(|d| d.kind == CollectionKind::View)
+                .map(|d| d.name.clone())
+                .collect(),
+            collections,
+            elapsed,
+        }
+    }
+}
+
+fn worker_panicked(e: tokio::task::JoinError) -> Error {
+    Error::db(Engine::Mongo, format!("a dump worker failed: {e}"))
+}
+
+struct CollectionJob {
+    /// Position among the dump's datasets.
+    dataset: usize,
+    /// Position among the dump's collections and views (names the members).
+    member_index: usize,
+    name: String,
+}
+
+enum WorkerMessage {
+    Started {
+        dataset: usize,
+    },
+    Chunk {
+        dataset: usize,
+        chunk: CompressedChunk,
+    },
+    Finished {
+        dataset: usize,
+    },
+}
+
+struct Worker {
+    client: Client,
+    database: String,
+    snapshot: Option<Timestamp>,
+    chunk_bytes: usize,
+    compression_level: u32,
+    tx: mpsc::Sender<WorkerMessage>,
+}
+
+impl Worker {
+    /// Takes collections from the shared queue until it is empty.
+    async fn run(self, jobs: Arc<Mutex<VecDeque<CollectionJob>>>) -> Result<()> {
+        let mut session = match self.snapshot {
+            Some(time) => Some(
+                self.client
+                    .start_session()
+                    .snapshot(true)
+                    .snapshot_time(time)
+                    .await
+                    .map_err(|e| db_error("starting a snapshot session", &e))?,
+            ),
+            None => None,
+        };
+        loop {
+            let Some(job) = jobs.lock().expect("job queue").pop_front() else {
+                return Ok(());
+            };
+            self.dump_collection(&job, session.as_mut()).await?;
+        }
+    }
+
+    async fn dump_collection(
+        &self,
+        job: &CollectionJob,
+        session: Option<&mut ClientSession>,
+    ) -> Result<()> {
+        let qualified = format!("{}.{}", self.database, job.name);
+        let context = || format!("reading {qualified}");
+        self.send(WorkerMessage::Started {
+            dataset: job.dataset,
+        })
+        .await?;
+        let mut chunks = ChunkPipeline {
+            worker: self,
+            job,
+            qualified: qualified.clone(),
+            builder: ChunkBuilder::new(RecordFormat::Bson, self.chunk_bytes),
+            next_chunk: 0,
+            in_flight: None,
+        };
+        let coll = self
+            .client
+            .database(&self.database)
+            .collection::<RawDocumentBuf>(&job.name);
+        match session {
+            Some(session) => {
+                let mut cursor = coll
+                    .find(doc! {})
+                    .session(&mut *session)
+                    .await
+                    .map_err(|e| snapshot_error(context(), &e))?;
+                while cursor
+                    .advance(session)
+                    .await
+                    .map_err(|e| snapshot_error(context(), &e))?
+                {
+                    chunks.push(cursor.current().as_bytes()).await?;
+                }
+            }
+            None => {
+                let mut cursor = coll
+                    .find(doc! {})
+                    .await
+                    .map_err(|e| db_error(context(), &e))?;
+                while cursor
+                    .advance()
+                    .await
+                    .map_err(|e| db_error(context(), &e))?
+                {
+                    chunks.push(cursor.current().as_bytes()).await?;
+                }
+            }
+        }
+        chunks.finish().await?;
+        self.send(WorkerMessage::Finished {
+            dataset: job.dataset,
+        })
+        .await
+    }
+
+    async fn send(&self, message: WorkerMessage) -> Result<()> {
+        // The receiver only goes away when the dump already failed; that error is the one
+        // reported, this one is never seen.
+        self.tx
+            .send(message)
+            .await
+            .map_err(|_| Error::db(Engine::Mongo, "the archive writer stopped"))
+    }
+}
+
+/// A snapshot read can fail because the snapshot aged out of the server's history window while
+/// other work ran; say what to do about it.
+fn snapshot_error(context: String, e: &mongodb::error::Error) -> Error {
+    let hint = match command_code(e) {
+        Some(239 | 246) => {
+            "; the snapshot is older than the server keeps history for \
+             (minSnapshotHistoryWindowInSeconds): raise that setting or back up less at once"
+        }
+        _ => "",
+    };
+    Error::db(
+        Engine::Mongo,
+        format!("{context} at the dump's snapshot: {}{hint}", short_error(e)),
+    )
+}
+
+/// The server's error code, if the error is a command error.
+pub(crate) fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+/// One collection's documents on their way into chunks: fills a chunk, compresses it on the
+/// blocking pool while the next fills, and sends it to the writer in order.
+struct ChunkPipeline<'w> {
+    worker: &'w Worker,
+    job: &'w CollectionJob,
+    qualified: String,
+    builder: ChunkBuilder,
+    next_chunk: usize,
+    in_flight: Option<JoinHandle<Result<CompressedChunk>>>,
+}
+
+impl ChunkPipeline<'_> {
+    async fn push(&mut self, document: &[u8]) -> Result<()> {
+        self.builder.push_record(document);
+        if self.builder.is_full() {
+            self.cut().await?;
+        }
+        Ok(())
+    }
+
+    async fn cut(&mut self) -> Result<()> {
+        let Some(raw) = self.builder.take() else {
+            return Ok(());
+        };
+        self.send_in_flight().await?;
+        let name = chunk_member_name(
+            Engine::Mongo.as_str(),
+            self.job.member_index,
+            &self.qualified,
+            self.next_chunk,
+            RecordFormat::Bson,
+        );
+        self.next_chunk += 1;
+        let level = self.worker.compression_level;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            raw.compress(name, level)
+        }));
+        Ok(())
+    }
+
+    async fn send_in_flight(&mut self) -> Result<()> {
+        if let Some(handle) = self.in_flight.take() {
+            let chunk = handle.await.map_err(worker_panicked)??;
+            self.worker
+                .send(WorkerMessage::Chunk {
+                    dataset: self.job.dataset,
+                    chunk,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<()> {
+        self.cut().await?;
+        self.send_in_flight().await
+    }
+}

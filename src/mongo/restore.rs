@@ -1,0 +1,522 @@
+//! Restoring the MongoDB dump of an archive into a database.
+//!
+//! Order, as mongorestore does it and for the same reasons:
+//! 1. Everything that can be checked without the target is checked first: the archive is a
+//!    [`VerifiedArchive`] (V0: every member's SHA-256, COMMIT), every definition member parses,
+//!    renames leave no two collections with one name. Only then is the target touched.
+//! 2. The target is checked for collections or views with the names the archive would create:
+//!    [`RestoreMode::Create`] refuses (exit 4), [`RestoreMode::Replace`] drops those (and only
+//!    those) first.
+//! 3. Collections are created with their options (validator, capped size, collation, ...).
+//! 4. On `jobs` workers, one collection each: documents are inserted as the raw BSON the archive
+//!    holds (never decoded), in unordered batches with document validation bypassed (a dump can
+//!    hold documents written before the validator existed; they must come back exactly), then
+//!    the documents the validator would reject are counted, then the indexes are built (after
+//!    the data: one build instead of maintenance on every insert).
+//! 5. Views are created last.
+//!
+//! Chunks are read and decompressed on the blocking pool one ahead of the inserts, so memory
+//! stays at a few chunks per worker.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, Bson, Document, RawDocument};
+use mongodb::Database;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::connect::short_error;
+use super::inspect::db_error;
+use super::manifest::{load_collections, MongoManifest};
+use super::metadata::{CollectionKind, CollectionMetadata};
+use super::namespace::{renamed, Rename};
+use super::progress::Progress;
+use super::MongoTarget;
+use crate::archive::chunk::DecodedChunk;
+use crate::archive::digest::ContentDigest;
+use crate::archive::reader::VerifiedArchive;
+use crate::archive::Dataset;
+use crate::error::{Engine, Error, Result};
+
+/// What to do when the target already has a collection or view the archive would create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreMode {
+    /// Refuse (exit 4) and touch nothing.
+    Create,
+    /// Drop those collections and views first (others in the database are left alone).
+    Replace,
+}
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Collections restored in parallel.
+    pub jobs: usize,
+    pub mode: RestoreMode,
+    /// Collection renames, first match wins (`--ns-from`/`--ns-to`).
+    pub renames: Vec<Rename>,
+    /// Largest batch handed to one `insert_many`, in BSON bytes (the driver splits further at
+    /// the server's message size limit).
+    pub batch_bytes: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> RestoreOptions {
+        RestoreOptions {
+            jobs: crate::config::DEFAULT_JOBS,
+            mode: RestoreMode::Create,
+            renames: Vec::new(),
+            batch_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What happened to one collection.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredCollection {
+    /// The name in the target database.
+    pub name: String,
+    /// The name in the archive, when renamed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    pub documents: u64,
+    /// Indexes built besides `_id`.
+    pub indexes: usize,
+    /// Documents the collection's validator rejects (restored anyway, as they were in the
+    /// source); `None` when the collection has no validator or the count failed (see
+    /// `validator_check_failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_validator: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validator_check_failed: Option<String>,
+}
+
+/// What the restore did, for the command's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct MongoRestoreReport {
+    pub database: String,
+    /// Collections and views dropped first ([`RestoreMode::Replace`]).
+    pub dropped: Vec<String>,
+    pub collections: Vec<RestoredCollection>,
+    pub views: Vec<String>,
+    pub documents: u64,
+    /// Sum of `failing_validator` over all collections.
+    pub documents_failing_validator: u64,
+    #[serde(serialize_with = "serialize_secs")]
+    pub elapsed: Duration,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// One collection or view to create, under its target name.
+#[derive(Debug, Clone)]
+struct Planned {
+    target_name: String,
+    definition: CollectionMetadata,
+    dataset: Option<Dataset>,
+}
+
+/// Restores the archive's MongoDB dump into `target`'s database.
+pub async fn restore_database(
+    archive: &Arc<VerifiedArchive>,
+    target: &MongoTarget,
+    options: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<MongoRestoreReport> {
+    let started = Instant::now();
+    if options.jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    let mongo = MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| {
+        Error::Usage(format!(
+            "archive {} holds no MongoDB dump; restore it without MongoDB options",
+            archive.path().display()
+        ))
+    })?;
+    let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
+
+    let db = target.database().await?;
+    let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;
+    for item in plan
+        .iter()
+        .filter(|p| p.definition.kind == CollectionKind::Collection)
+    {
+        create(&db, item).await?;
+    }
+
+    let queue: VecDeque<Planned> = plan
+        .iter()
+        .filter(|p| p.dataset.is_some())
+        .cloned()
+        .collect();
+    let collections = insert_all(archive, &db, queue, options, progress).await?;
+
+    let mut views = Vec::new();
+    for item in plan
+        .iter()
+        .filter(|p| p.definition.kind == CollectionKind::View)
+    {
+        create(&db, item).await?;
+        views.push(item.target_name.clone());
+    }
+
+    Ok(MongoRestoreReport {
+        database: target.db_name().to_string(),
+        dropped,
+        documents: collections.iter().map(|c| c.documents).sum(),
+        documents_failing_validator: collections.iter().filter_map(|c| c.failing_validator).sum(),
+        collections,
+        views,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Applies renames (also to views' `viewOn`) and refuses two things ending up with one name.
+fn plan(
+    loaded: Vec<(CollectionMetadata, Option<Dataset>)>,
+    renames: &[Rename],
+) -> Result<Vec<Planned>> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut plan = Vec::with_capacity(loaded.len());
+    for (mut definition, dataset) in loaded {
+        let target_name = renamed(renames, &definition.name);
+        if let Some(other) = seen.insert(target_name.clone(), definition.name.clone()) {
+            return Err(Error::Usage(format!(
+                "--ns-from/--ns-to would restore both {other} and {} as {target_name}",
+                definition.name
+            )));
+        }
+        if definition.kind == CollectionKind::View {
+            if let Ok(on) = definition.options.get_str("viewOn") {
+                let on = renamed(renames, on);
+                definition.options.insert("viewOn", on);
+            }
+        }
+        plan.push(Planned {
+            target_name,
+            definition,
+            dataset,
+        });
+    }
+    Ok(plan)
+}
+
+/// Refuses, or drops, target collections and views the restore would create.
+async fn clear_conflicts(
+    db: &Database,
+    target: &MongoTarget,
+    plan: &[Planned],
+    mode: RestoreMode,
+) -> Result<Vec<String>> {
+    let existing: BTreeSet<String> = db
+        .list_collection_names()
+        .await
+        .map_err(|e| db_error(format!("listing collections of {}", target.describe()), &e))?
+        .into_iter()
+        .collect();
+    let conflicts: Vec<String> = plan
+        .iter()
+        .map(|p| p.target_name.clone())
+        .filter(|name| existing.contains(name))
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(conflicts);
+    }
+    if mode == RestoreMode::Create {
+        return Err(Error::Refused(format!(
+            "MongoDB database {} already has {} of the collections this archive restores ({}); \
+             nothing was changed. Restore into another database (--mongo-db), rename them \
+             (--ns-from/--ns-to), or pass --mode replace to drop them first",
+            target.describe(),
+            conflicts.len(),
+            list_names(&conflicts)
+        )));
+    }
+    for name in &conflicts {
+        db.collection::<Document>(name)
+            .drop()
+            .await
+            .map_err(|e| db_error(format!("dropping {}.{name}", db.name()), &e))?;
+    }
+    Ok(conflicts)
+}
+
+fn list_names(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+/// `create` with the archived options, verbatim (the UUID is not an option: the server assigns
+/// a new one).
+async fn create(db: &Database, item: &Planned) -> Result<()> {
+    let mut command = doc! { "create": &item.target_name };
+    for (key, value) in &item.definition.options {
+        command.insert(key.clone(), value.clone());
+    }
+    db.run_command(command).await.map_err(|e| {
+        db_error(
+            format!(
+                "creating {} {}.{}",
+                item.definition.kind.as_str(),
+                db.name(),
+                item.target_name
+            ),
+            &e,
+        )
+    })?;
+    Ok(())
+}
+
+async fn insert_all(
+    archive: &Arc<VerifiedArchive>,
+    db: &Database,
+    queue: VecDeque<Planned>,
+    options: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Vec<RestoredCollection>> {
+    let workers = options.jobs.min(queue.len()).max(1);
+    let queue = Arc::new(Mutex::new(queue));
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let (archive, db, queue, progress) = (
+            Arc::clone(archive),
+            db.clone(),
+            Arc::clone(&queue),
+            Arc::clone(&progress),
+        );
+        let batch_bytes = options.batch_bytes;
+        set.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let Some(item) = queue.lock().expect("restore queue").pop_front() else {
+                    return Ok::<_, Error>(done);
+                };
+                done.push(restore_collection(&archive, &db, &item, batch_bytes, &*progress).await?);
+            }
+        });
+    }
+    let mut restored = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let done = joined
+            .map_err(|e| Error::db(Engine::Mongo, format!("a restore worker failed: {e}")))??;
+        restored.extend(done);
+    }
+    restored.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(restored)
+}
+
+/// Documents, then the validator count, then indexes, of one collection.
+async fn restore_collection(
+    archive: &Arc<VerifiedArchive>,
+    db: &Database,
+    item: &Planned,
+    batch_bytes: usize,
+    progress: &dyn Progress,
+) -> Result<RestoredCollection> {
+    let dataset = item.dataset.clone().expect("only collections are queued");
+    let name = &item.target_name;
+    progress.collection_started(name);
+    let coll = db.collection::<&RawDocument>(name);
+
+    // Decompress on the blocking pool, one chunk ahead of the inserts.
+    let (tx, mut rx) = mpsc::channel::<Result<DecodedChunk>>(1);
+    let reader = {
+        let (archive, dataset) = (Arc::clone(archive), dataset.clone());
+        tokio::task::spawn_blocking(move || {
+            for chunk in &dataset.chunks {
+                let decoded = archive.read_chunk(&dataset, chunk);
+                let failed = decoded.is_err();
+                if tx.blocking_send(decoded).is_err() || failed {
+                    break;
+                }
+            }
+        })
+    };
+    let mut digest = ContentDigest::new();
+    let mut inserted = 0u64;
+    while let Some(decoded) = rx.recv().await {
+        let decoded = decoded?;
+        digest.merge(&decoded.digest);
+        let documents = split_documents(&decoded.data).map_err(|message| {
+            Error::bad_input(
+                format!(
+                    "archive {}, collection {}",
+                    archive.path().display(),
+                    dataset.name
+                ),
+                message,
+            )
+        })?;
+        let batches = batches_of(documents, batch_bytes);
+        for batch in batches {
+            let documents = batch.len() as u64;
+            let bytes: u64 = batch.iter().map(|d| d.as_bytes().len() as u64).sum();
+            coll.insert_many(batch)
+                .ordered(false)
+                .bypass_document_validation(true)
+                .await
+                .map_err(|e| insert_error(db, name, &e))?;
+            inserted += documents;
+            progress.chunk_done(name, documents, bytes);
+        }
+    }
+    reader
+        .await
+        .map_err(|e| Error::db(Engine::Mongo, format!("reading the archive failed: {e}")))?;
+    if inserted != dataset.rows || digest.to_hex() != dataset.digest {
+        return Err(Error::bad_input(
+            format!("archive {}", archive.path().display()),
+            format!(
+                "collection {} holds {inserted} documents with digest {}, the manifest says {} \
+                 with {}; {}.{name} is incomplete",
+                dataset.name,
+                digest.to_hex(),
+                dataset.rows,
+                dataset.digest,
+                db.name()
+            ),
+        ));
+    }
+
+    let (failing_validator, validator_check_failed) = match item.definition.validator() {
+        None => (None, None),
+        Some(validator) => match count_failing(db, name, validator).await {
+            Ok(n) => (Some(n), None),
+            Err(reason) => (None, Some(reason)),
+        },
+    };
+    let indexes = build_indexes(db, name, &item.definition).await?;
+    progress.collection_finished(name, inserted);
+    Ok(RestoredCollection {
+        name: name.clone(),
+        renamed_from: (dataset.name != *name).then(|| dataset.name.clone()),
+        documents: inserted,
+        indexes,
+        failing_validator,
+        validator_check_failed,
+    })
+}
+
+/// The documents of a decoded chunk, borrowed. (Framing was already checked when the chunk was
+/// decoded; this only fails on a chunk that changed in between.)
+fn split_documents(mut data: &[u8]) -> std::result::Result<Vec<&RawDocument>, String> {
+    let mut documents = Vec::new();
+    while !data.is_empty() {
+        let len = data
+            .get(..4)
+            .map(|p| i32::from_le_bytes([p[0], p[1], p[2], p[3]]))
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&l| l >= 5 && l <= data.len())
+            .ok_or_else(|| format!("bad BSON document length at document {}", documents.len()))?;
+        let (document, rest) = data.split_at(len);
+        documents.push(RawDocument::from_bytes(document).map_err(|e| e.to_string())?);
+        data = rest;
+    }
+    Ok(documents)
+}
+
+/// Groups documents into batches of at most `batch_bytes` (a larger document is a batch alone).
+fn batches_of(documents: Vec<&RawDocument>, batch_bytes: usize) -> Vec<Vec<&RawDocument>> {
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    let mut size = 0usize;
+    for document in documents {
+        let len = document.as_bytes().len();
+        if size + len > batch_bytes && !batch.is_empty() {
+            batches.push(std::mem::take(&mut batch));
+            size = 0;
+        }
+        size += len;
+        batch.push(document);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+fn insert_error(db: &Database, collection: &str, e: &mongodb::error::Error) -> Error {
+    use mongodb::error::ErrorKind;
+    let detail = match e.kind.as_ref() {
+        ErrorKind::InsertMany(failure) => {
+            let errors = failure.write_errors.as_deref().unwrap_or_default();
+            let first: Vec<String> = errors
+                .iter()
+                .take(3)
+                .map(|w| format!("document {}: {} (code {})", w.index, w.message, w.code))
+                .collect();
+            format!(
+                "{} documents refused, e.g. {}",
+                errors.len(),
+                first.join("; ")
+            )
+        }
+        _ => short_error(e),
+    };
+    Error::db(
+        Engine::Mongo,
+        format!(
+            "inserting into {}.{collection}: {detail}. The collection is partially restored; fix \
+             the cause and restore again with --mode replace",
+            db.name()
+        ),
+    )
+}
+
+/// How many documents the validator rejects: `countDocuments({$nor: [validator]})`. A validator
+/// is a query filter (`$jsonSchema` included), so this asks exactly "which documents does it
+/// not match", the check MongoDB's documentation gives for finding invalid documents. Failure is
+/// reported, not fatal: the data is already restored exactly.
+async fn count_failing(
+    db: &Database,
+    collection: &str,
+    validator: &Document,
+) -> std::result::Result<u64, String> {
+    let filter = doc! { "$nor": [Bson::Document(validator.clone())] };
+    db.collection::<Document>(collection)
+        .count_documents(filter)
+        .await
+        .map_err(|e| short_error(&e))
+}
+
+/// `createIndexes` with every archived spec but `_id`'s, in one command so the server builds
+/// them in one pass over the data. Returns how many.
+async fn build_indexes(
+    db: &Database,
+    collection: &str,
+    definition: &CollectionMetadata,
+) -> Result<usize> {
+    let specs: Vec<Bson> = definition
+        .secondary_indexes()
+        .cloned()
+        .map(Bson::Document)
+        .collect();
+    if specs.is_empty() {
+        return Ok(0);
+    }
+    let count = specs.len();
+    db.run_command(doc! { "createIndexes": collection, "indexes": specs })
+        .await
+        .map_err(|e| {
+            db_error(
+                format!("building indexes of {}.{collection}", db.name()),
+                &e,
+            )
+        })?;
+    Ok(count)
+}
