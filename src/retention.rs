@@ -20,6 +20,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The `[retention]` section of `dbkeeper.toml`.
+    pub fn from_config(section: &crate::config::RetentionSection) -> Policy {
+        Policy {
+            keep_last: section.keep_last,
+            keep_daily: section.keep_daily,
+            keep_weekly: section.keep_weekly,
+            keep_monthly: section.keep_monthly,
+        }
+    }
+
     /// A policy that keeps nothing would delete every archive; that is never what was meant.
     pub fn validate(&self) -> Result<()> {
         let total = [

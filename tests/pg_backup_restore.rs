@@ -300,10 +300,16 @@ async fn backup_restore_round_trip_is_identical() {
         .assert()
         .success();
     let report: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
-    assert_eq!(report["database_action"], "created");
-    assert_eq!(report["skipped_owner_statements"], 0);
-    assert_eq!(report["verify"]["mismatches"], serde_json::json!([]));
-    assert!(report["chunks"].as_u64().unwrap() > 10, "{report}");
+    assert_eq!(report["postgres"]["database_action"], "created");
+    assert_eq!(report["postgres"]["skipped_owner_statements"], 0);
+    assert_eq!(
+        report["postgres"]["verify"]["mismatches"],
+        serde_json::json!([])
+    );
+    assert!(
+        report["postgres"]["chunks"].as_u64().unwrap() > 10,
+        "{report}"
+    );
 
     assert_eq!(schema_of(&source.url), schema_of(&target_url));
     let (expected, actual) = (
@@ -338,13 +344,19 @@ async fn backup_restore_round_trip_is_identical() {
         .assert()
         .success();
     let report: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
-    assert_eq!(report["database_action"], "replaced");
+    assert_eq!(report["postgres"]["database_action"], "replaced");
     assert!(
-        report["skipped_owner_statements"].as_u64().unwrap() > 5,
+        report["postgres"]["skipped_owner_statements"]
+            .as_u64()
+            .unwrap()
+            > 5,
         "{report}"
     );
     assert!(
-        report["skipped_privilege_statements"].as_u64().unwrap() >= 2,
+        report["postgres"]["skipped_privilege_statements"]
+            .as_u64()
+            .unwrap()
+            >= 2,
         "{report}"
     );
     assert_eq!(contents_of(&target_url).await, expected);
@@ -595,7 +607,7 @@ async fn backup_to_stdout_and_table_filters() {
         ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("backup: 1 tables"));
+        .stderr(predicate::str::contains(": 1 tables, 1 rows"));
     let path = dir.path().join("stdout.dbk.tar");
     std::fs::write(&path, &assert.get_output().stdout).unwrap();
     dbkeeper(dir.path())

@@ -197,6 +197,10 @@ pub struct BackupArgs {
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
 
+    /// After a successful backup, delete old archives by the [retention] policy in dbkeeper.toml
+    #[arg(long)]
+    pub prune: bool,
+
     /// Uncompressed bytes per chunk (for tests and tuning; the default was measured)
     #[arg(long, value_name = "BYTES", hide = true)]
     pub chunk_bytes: Option<usize>,
@@ -243,6 +247,14 @@ pub struct RestoreArgs {
     /// Apply the archive's GRANT/REVOKE statements (skipped by default)
     #[arg(long)]
     pub keep_privileges: bool,
+
+    /// Rename collections on restore: a name or pattern with one `*` (repeatable, paired with --ns-to)
+    #[arg(long, value_name = "NAME")]
+    pub ns_from: Vec<String>,
+
+    /// New collection name for the matching --ns-from (`*` takes what the pattern's `*` matched)
+    #[arg(long, value_name = "NAME")]
+    pub ns_to: Vec<String>,
 }
 
 #[derive(Debug, Args)]

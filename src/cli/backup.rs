@@ -6,6 +6,7 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -15,10 +16,14 @@ use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{pipeline, Header, Manifest, ARCHIVE_SUFFIX};
 use dbkeeper::config::Settings;
+use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::{Error, Result};
+use dbkeeper::mongo::dump::{self as mongo_dump, DumpSummary};
+use dbkeeper::mongo::progress::NoProgress;
+use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::dump::{DumpOptions, PgDump, ENGINE_KEY};
 use dbkeeper::postgres::PgTarget;
-use dbkeeper::ExitCode;
+use dbkeeper::{Engine, ExitCode};
 
 use super::args::BackupArgs;
 use super::output::{human_bytes, Output};
@@ -29,6 +34,19 @@ struct BackupReport {
     archive: String,
     /// Size of the archive in bytes.
     bytes: u64,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres: Option<PgSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mongo: Option<DumpSummary>,
+    /// `--prune`: what retention deleted afterwards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pruned: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct PgSummary {
+    database: String,
     tables: usize,
     rows: u64,
     /// Uncompressed COPY text bytes.
@@ -36,7 +54,6 @@ struct BackupReport {
     chunks: usize,
     server_version: String,
     snapshot: Option<String>,
-    seconds: f64,
 }
 
 /// Where the archive goes.
@@ -45,70 +62,120 @@ enum Destination {
     Stdout,
 }
 
+/// The engines' dumps, each with its point in time already fixed.
+struct Dumps {
+    postgres: Option<PgDump>,
+    mongo: Option<mongo_dump::PreparedDump>,
+}
+
 pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
     settings.require_any_engine()?;
-    let Some(pg_url) = &settings.pg_url else {
-        return Err(Error::NotImplemented("backup of MongoDB"));
-    };
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
+    let compression_level = args.compression_level.unwrap_or(settings.compression_level);
+    let chunk_bytes = args.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES).max(1);
+    if args.prune {
+        // Checked now, not after a long dump: the run would otherwise fail at the very end.
+        super::list::configured_policy(settings)?;
+    }
     let started = Instant::now();
-    let target = PgTarget::new(pg_url, settings.connect_timeout)?;
-    let dump = PgDump::begin(
-        &target,
-        DumpOptions {
-            jobs,
-            compression_level: args.compression_level.unwrap_or(settings.compression_level),
-            chunk_bytes: args.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES).max(1),
-            include: args.include.clone(),
-            exclude: args.exclude.clone(),
-        },
-    )
-    .await?;
     let created_at = Utc::now();
-    let header = Header::new(created_at, vec![dump.source().clone()]);
     let destination = destination(args.output.as_deref(), settings, created_at)?;
+    // Two overlapping runs (cron meeting a slow previous run) must not share a directory.
+    let _lock = match &destination {
+        Destination::File(path) => Some(DirLock::acquire(parent_dir(path), "backup")?),
+        Destination::Stdout => None,
+    };
 
-    let (manifest, path, bytes) = match &destination {
+    // Fix every engine's point in time before the header, which records them, is written.
+    let postgres = match &settings.pg_url {
+        Some(url) => {
+            let target = PgTarget::new(url, settings.connect_timeout)?;
+            let options = DumpOptions {
+                jobs,
+                compression_level,
+                chunk_bytes,
+                include: args.include.clone(),
+                exclude: args.exclude.clone(),
+            };
+            Some(PgDump::begin(&target, options).await?)
+        }
+        None => None,
+    };
+    let mongo = match &settings.mongo_url {
+        Some(_) => {
+            let (url, db) = settings.require_mongo()?;
+            let target = MongoTarget::new(url, db, settings.connect_timeout);
+            let options = mongo_dump::DumpOptions {
+                jobs,
+                compression_level,
+                chunk_bytes,
+                include: args.include.clone(),
+                exclude: args.exclude.clone(),
+            };
+            Some(mongo_dump::prepare(&target, &options).await?)
+        }
+        None => None,
+    };
+    let mut sources = Vec::new();
+    sources.extend(postgres.as_ref().map(|d| d.source().clone()));
+    sources.extend(mongo.as_ref().map(|d| d.source().clone()));
+    let header = Header::new(created_at, sources);
+    let dumps = Dumps { postgres, mongo };
+
+    let (manifest, mongo_summary, path, bytes) = match &destination {
         Destination::File(path) => {
             let writer = ArchiveWriter::create_file(path, &header)?;
-            let (writer, mut manifest) = dump_into(writer, dump, jobs, &header).await?;
-            let path =
+            let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
+            let (path, manifest) =
                 blocking(move || writer.finish_file(&mut manifest).map(|p| (p, manifest))).await?;
-            let bytes = std::fs::metadata(&path.0).map(|m| m.len()).unwrap_or(0);
-            (path.1, path.0.display().to_string(), bytes)
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            (manifest, mongo, path.display().to_string(), bytes)
         }
         Destination::Stdout => {
             let out = CountingWriter::new(BufWriter::with_capacity(1 << 20, std::io::stdout()));
             let writer = ArchiveWriter::new(out, &header, "stdout".into())?;
-            let (writer, mut manifest) = dump_into(writer, dump, jobs, &header).await?;
-            let out = blocking(move || writer.finish(&mut manifest).map(|w| (w, manifest))).await?;
-            (out.1, "-".to_string(), out.0.count)
+            let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
+            let (out, manifest) =
+                blocking(move || writer.finish(&mut manifest).map(|w| (w, manifest))).await?;
+            (manifest, mongo, "-".to_string(), out.count)
         }
+    };
+
+    let pruned = match (&destination, args.prune) {
+        (Destination::File(path), true) => {
+            Some(super::list::prune_after_backup(parent_dir(path), settings)?)
+        }
+        (Destination::Stdout, true) => {
+            return Err(Error::Usage(
+                "--prune needs a backup directory, not --output -".into(),
+            ))
+        }
+        _ => None,
     };
 
     let report = BackupReport {
         archive: path,
         bytes,
-        tables: manifest.datasets.len(),
-        rows: manifest.datasets.iter().map(|d| d.rows).sum(),
-        raw_bytes: manifest.datasets.iter().map(|d| d.raw_bytes).sum(),
-        chunks: manifest.datasets.iter().map(|d| d.chunks.len()).sum(),
-        server_version: header.sources[0].server_version.clone(),
-        snapshot: header.sources[0].snapshot.clone(),
         seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        postgres: manifest.source(Engine::Postgres).map(|source| {
+            let datasets: Vec<_> = manifest.datasets_of(Engine::Postgres).collect();
+            PgSummary {
+                database: source.database.clone(),
+                tables: datasets.len(),
+                rows: datasets.iter().map(|d| d.rows).sum(),
+                raw_bytes: datasets.iter().map(|d| d.raw_bytes).sum(),
+                chunks: datasets.iter().map(|d| d.chunks.len()).sum(),
+                server_version: source.server_version.clone(),
+                snapshot: source.snapshot.clone(),
+            }
+        }),
+        mongo: mongo_summary,
+        pruned,
     };
-    let line = format!(
-        "backup: {} tables, {} rows ({} raw) -> {} ({}) in {:.1}s",
-        report.tables,
-        report.rows,
-        human_bytes(report.raw_bytes),
-        report.archive,
-        human_bytes(report.bytes),
-        report.seconds
-    );
+    let line = summary_line(&report);
     if matches!(destination, Destination::Stdout) {
         // stdout carries the archive: the report goes to stderr.
         if out.json {
@@ -124,28 +191,81 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
     Ok(ExitCode::Ok)
 }
 
-/// Runs the dump into `writer` on its own thread; returns the writer (for finishing) and the
-/// manifest. A failed dump drops the writer, which removes a `.partial` file.
+/// One line for cron logs: what was dumped, where, how big, how long.
+fn summary_line(report: &BackupReport) -> String {
+    let mut parts = Vec::new();
+    if let Some(pg) = &report.postgres {
+        parts.push(format!(
+            "PostgreSQL {}: {} tables, {} rows ({} raw)",
+            pg.database,
+            pg.tables,
+            pg.rows,
+            human_bytes(pg.raw_bytes)
+        ));
+    }
+    if let Some(m) = &report.mongo {
+        parts.push(format!(
+            "MongoDB {}: {} collections, {} documents ({} raw)",
+            m.database,
+            m.collections.len(),
+            m.documents,
+            human_bytes(m.raw_bytes)
+        ));
+    }
+    let pruned = match &report.pruned {
+        Some(p) => format!("; pruned {} old archive(s)", p.len()),
+        None => String::new(),
+    };
+    format!(
+        "backup: {} -> {} ({}) in {:.1}s{pruned}",
+        parts.join("; "),
+        report.archive,
+        human_bytes(report.bytes),
+        report.seconds
+    )
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Runs the dumps into `writer`; returns the writer (for finishing), the manifest and the
+/// MongoDB summary. A failed dump drops the writer, which removes a `.partial` file.
+///
+/// MongoDB goes first: a snapshot read is only possible while the server keeps the history of
+/// its cluster time (minutes on a default mongod), whereas PostgreSQL's exported snapshot lasts
+/// as long as the leader transaction that `PgDump` holds open.
 async fn dump_into<W: Write + Send + 'static>(
-    writer: ArchiveWriter<W>,
-    dump: PgDump,
+    mut writer: ArchiveWriter<W>,
+    dumps: Dumps,
     jobs: usize,
     header: &Header,
-) -> Result<(ArchiveWriter<W>, Manifest)> {
-    let (sender, thread) = pipeline::spawn(writer, jobs * 2);
-    let dumped = dump.run(sender).await;
-    // The writer's own error (disk full, ...) explains a dump that stopped because the writer
-    // did, so it comes first.
-    let writer = blocking(move || thread.join()).await?;
-    let output = dumped?;
+) -> Result<(ArchiveWriter<W>, Manifest, Option<DumpSummary>)> {
     let mut manifest = Manifest::new(header);
-    manifest.datasets = output.datasets;
-    manifest.engines.insert(
-        ENGINE_KEY.to_string(),
-        serde_json::to_value(&output.meta).expect("PostgreSQL metadata serializes"),
-    );
+    let mut mongo_summary = None;
+    if let Some(mongo) = dumps.mongo {
+        let dumped = mongo.run(&mut writer, Arc::new(NoProgress)).await?;
+        mongo_summary = Some(dumped.summary.clone());
+        dumped.record(&mut manifest);
+    }
+    if let Some(pg) = dumps.postgres {
+        let (sender, thread) = pipeline::spawn(writer, jobs * 2);
+        let dumped = pg.run(sender).await;
+        // The writer's own error (disk full, ...) explains a dump that stopped because the
+        // writer did, so it comes first.
+        writer = blocking(move || thread.join()).await?;
+        let output = dumped?;
+        manifest.datasets.extend(output.datasets);
+        manifest.engines.insert(
+            ENGINE_KEY.to_string(),
+            serde_json::to_value(&output.meta).expect("PostgreSQL metadata serializes"),
+        );
+    }
     manifest.finished_at = Utc::now();
-    Ok((writer, manifest))
+    Ok((writer, manifest, mongo_summary))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -87,7 +87,6 @@ struct PruneReport {
 
 /// The policy from flags, falling back to `[retention]` in the config file.
 pub fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
-    let r = &settings.retention;
     let flags_given = args.keep_last.is_some()
         || args.keep_daily.is_some()
         || args.keep_weekly.is_some()
@@ -100,12 +99,7 @@ pub fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
             keep_monthly: args.keep_monthly,
         }
     } else {
-        Policy {
-            keep_last: r.keep_last,
-            keep_daily: r.keep_daily,
-            keep_weekly: r.keep_weekly,
-            keep_monthly: r.keep_monthly,
-        }
+        Policy::from_config(&settings.retention)
     }
 }
 
@@ -192,24 +186,23 @@ fn prune_dir(
     })
 }
 
+/// The `[retention]` policy of the config file, refused when it keeps nothing.
+pub fn configured_policy(settings: &Settings) -> Result<Policy> {
+    let policy = Policy::from_config(&settings.retention);
+    policy.validate().map_err(|_| {
+        dbkeeper::Error::Usage(
+            "backup --prune: no retention policy configured; set [retention] keep_last / \
+             keep_daily / keep_weekly / keep_monthly in dbkeeper.toml"
+                .into(),
+        )
+    })?;
+    Ok(policy)
+}
+
 /// `backup --prune`: the configured policy after a successful backup, under the backup's lock.
-#[allow(dead_code)]
-pub fn prune_after_backup(dir: &std::path::Path, settings: &Settings, out: Output) -> Result<()> {
-    let r = &settings.retention;
-    let policy = Policy {
-        keep_last: r.keep_last,
-        keep_daily: r.keep_daily,
-        keep_weekly: r.keep_weekly,
-        keep_monthly: r.keep_monthly,
-    };
-    policy.validate()?;
+/// Returns the deleted archives.
+pub fn prune_after_backup(dir: &std::path::Path, settings: &Settings) -> Result<Vec<String>> {
+    let policy = configured_policy(settings)?;
     let report = prune_dir(dir, &policy, false, Locking::HeldByCaller)?;
-    if !out.json {
-        println!(
-            "pruned {} archive(s), kept {}",
-            report.deleted.len(),
-            report.kept.len()
-        );
-    }
-    Ok(())
+    Ok(report.deleted.into_iter().map(|d| d.id).collect())
 }

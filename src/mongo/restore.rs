@@ -122,6 +122,32 @@ struct Planned {
     dataset: Option<Dataset>,
 }
 
+/// Checks what [`restore_database`] would refuse (no MongoDB dump, clashing renames, existing
+/// collections without `--mode replace`) without changing anything, so a restore of several
+/// engines can refuse before it touches any of them.
+pub async fn preflight(
+    archive: &VerifiedArchive,
+    target: &MongoTarget,
+    options: &RestoreOptions,
+) -> Result<()> {
+    let mongo =
+        MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
+    let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
+    let db = target.database().await?;
+    let conflicts = conflicts(&db, target, &plan).await?;
+    if !conflicts.is_empty() && options.mode == RestoreMode::Create {
+        return Err(refuse_conflicts(target, &conflicts));
+    }
+    Ok(())
+}
+
+fn no_mongo_dump(archive: &VerifiedArchive) -> Error {
+    Error::Usage(format!(
+        "archive {} holds no MongoDB dump; restore it without MongoDB options",
+        archive.path().display()
+    ))
+}
+
 /// Restores the archive's MongoDB dump into `target`'s database.
 pub async fn restore_database(
     archive: &Arc<VerifiedArchive>,
@@ -133,12 +159,8 @@ pub async fn restore_database(
     if options.jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
-    let mongo = MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| {
-        Error::Usage(format!(
-            "archive {} holds no MongoDB dump; restore it without MongoDB options",
-            archive.path().display()
-        ))
-    })?;
+    let mongo =
+        MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
     let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
 
     let db = target.database().await?;
@@ -214,29 +236,12 @@ async fn clear_conflicts(
     plan: &[Planned],
     mode: RestoreMode,
 ) -> Result<Vec<String>> {
-    let existing: BTreeSet<String> = db
-        .list_collection_names()
-        .await
-        .map_err(|e| db_error(format!("listing collections of {}", target.describe()), &e))?
-        .into_iter()
-        .collect();
-    let conflicts: Vec<String> = plan
-        .iter()
-        .map(|p| p.target_name.clone())
-        .filter(|name| existing.contains(name))
-        .collect();
+    let conflicts = conflicts(db, target, plan).await?;
     if conflicts.is_empty() {
         return Ok(conflicts);
     }
     if mode == RestoreMode::Create {
-        return Err(Error::Refused(format!(
-            "MongoDB database {} already has {} of the collections this archive restores ({}); \
-             nothing was changed. Restore into another database (--mongo-db), rename them \
-             (--ns-from/--ns-to), or pass --mode replace to drop them first",
-            target.describe(),
-            conflicts.len(),
-            list_names(&conflicts)
-        )));
+        return Err(refuse_conflicts(target, &conflicts));
     }
     for name in &conflicts {
         db.collection::<Document>(name)
@@ -245,6 +250,32 @@ async fn clear_conflicts(
             .map_err(|e| db_error(format!("dropping {}.{name}", db.name()), &e))?;
     }
     Ok(conflicts)
+}
+
+/// Target names of the plan that already exist in the target database.
+async fn conflicts(db: &Database, target: &MongoTarget, plan: &[Planned]) -> Result<Vec<String>> {
+    let existing: BTreeSet<String> = db
+        .list_collection_names()
+        .await
+        .map_err(|e| db_error(format!("listing collections of {}", target.describe()), &e))?
+        .into_iter()
+        .collect();
+    Ok(plan
+        .iter()
+        .map(|p| p.target_name.clone())
+        .filter(|name| existing.contains(name))
+        .collect())
+}
+
+fn refuse_conflicts(target: &MongoTarget, conflicts: &[String]) -> Error {
+    Error::Refused(format!(
+        "MongoDB database {} already has {} of the collections this archive restores ({}); \
+         nothing was changed. Restore into another database (--mongo-db), rename them \
+         (--ns-from/--ns-to), or pass --mode replace to drop them first",
+        target.describe(),
+        conflicts.len(),
+        list_names(conflicts)
+    ))
 }
 
 fn list_names(names: &[String]) -> String {

@@ -115,6 +115,67 @@ pub fn archive_meta(archive: &VerifiedArchive) -> Result<Option<(Source, PgArchi
     Ok(Some((source.clone(), meta)))
 }
 
+/// Checks everything [`restore`] would refuse (no PostgreSQL data, missing psql, the target is
+/// the source, a non-empty target without `--mode replace`) without changing anything, so a
+/// restore of several engines can refuse before it touches any of them.
+pub async fn preflight(
+    archive: &VerifiedArchive,
+    target: &PgTarget,
+    options: &RestoreOptions,
+) -> Result<()> {
+    let Some((source, _)) = archive_meta(archive)? else {
+        return Err(no_postgres_data(archive));
+    };
+    let admin = connect_maintenance(target).await?;
+    let major = inspect::server_major(&admin).await?;
+    tools::find_tool("psql", major).await?;
+    refuse_source(&admin, target, &source).await?;
+    if options.existing == ExistingTarget::Refuse && database_exists(&admin, target).await? {
+        refuse_non_empty(target).await?;
+    }
+    Ok(())
+}
+
+fn no_postgres_data(archive: &VerifiedArchive) -> Error {
+    Error::Usage(format!(
+        "archive {} holds no PostgreSQL data; drop --pg-url or pick another archive",
+        archive.path().display()
+    ))
+}
+
+async fn database_exists(admin: &Client, target: &PgTarget) -> Result<bool> {
+    Ok(admin
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&target.dbname()],
+        )
+        .await
+        .map_err(|e| db_error("looking up the target database", &e))?
+        .is_some())
+}
+
+/// What the existing target database holds besides what a new one would, if anything.
+async fn target_contents(target: &PgTarget) -> Result<Option<String>> {
+    let client = target.connect().await?;
+    inspect::user_objects(&client).await
+}
+
+/// Refuses an existing target database that holds anything.
+async fn refuse_non_empty(target: &PgTarget) -> Result<()> {
+    match target_contents(target).await? {
+        None => Ok(()),
+        Some(found) => Err(non_empty(target, &found)),
+    }
+}
+
+fn non_empty(target: &PgTarget, found: &str) -> Error {
+    Error::Refused(format!(
+        "target database {} is not empty ({found}); restore into a new database, or pass \
+         --mode replace to drop and recreate it",
+        target.describe()
+    ))
+}
+
 /// Restores the archive's PostgreSQL part into `target` (its database is created if absent).
 pub async fn restore(
     archive: Arc<VerifiedArchive>,
@@ -122,10 +183,7 @@ pub async fn restore(
     options: &RestoreOptions,
 ) -> Result<RestoreReport> {
     let Some((source, meta)) = archive_meta(&archive)? else {
-        return Err(Error::Usage(format!(
-            "archive {} holds no PostgreSQL data; drop --pg-url or pick another archive",
-            archive.path().display()
-        )));
+        return Err(no_postgres_data(&archive));
     };
     let dbname = target.dbname();
     let admin = connect_maintenance(target).await?;
@@ -246,37 +304,21 @@ async fn prepare_database(
     existing: ExistingTarget,
 ) -> Result<&'static str> {
     let dbname = target.dbname();
-    let exists = admin
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
-            &[&dbname],
-        )
-        .await
-        .map_err(|e| db_error("looking up the target database", &e))?
-        .is_some();
     let create = format!(
         "CREATE DATABASE {} TEMPLATE template0 ENCODING '{}'",
         quote_ident(&dbname),
         meta.encoding.replace('\'', "''")
     );
-    if !exists {
+    if !database_exists(admin, target).await? {
         admin
             .batch_execute(&create)
             .await
             .map_err(|e| db_error(&format!("creating database {dbname}"), &e))?;
         return Ok("created");
     }
-    let contents = {
-        let client = target.connect().await?;
-        inspect::user_objects(&client).await?
-    };
-    match (contents, existing) {
+    match (target_contents(target).await?, existing) {
         (None, _) => Ok("reused-empty"),
-        (Some(found), ExistingTarget::Refuse) => Err(Error::Refused(format!(
-            "target database {} is not empty ({found}); restore into a new database, or pass \
-             --mode replace to drop and recreate it",
-            target.describe()
-        ))),
+        (Some(found), ExistingTarget::Refuse) => Err(non_empty(target, &found)),
         (Some(_), ExistingTarget::Replace) => {
             admin
                 .batch_execute(&format!(

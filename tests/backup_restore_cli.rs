@@ -1,0 +1,193 @@
+//! `dbkeeper backup` and `restore` with both engines: one archive, each engine's point in time,
+//! every target checked before any is touched, `--prune` and the directory lock.
+
+mod common;
+
+use common::{dbkeeper, pg_url_with_db, MongoTestDb, PgTestDb};
+use mongodb::bson::{doc, Document};
+use predicates::prelude::*;
+
+async fn seed(pg: &PgTestDb, mongo: &MongoTestDb) {
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL);
+             INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 250) g;",
+        )
+        .await
+        .unwrap();
+    let db = mongo.db().await;
+    let docs: Vec<Document> = (0..120).map(|i| doc! { "n": i, "tag": "x" }).collect();
+    db.collection::<Document>("events")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    db.collection::<Document>("users")
+        .insert_one(doc! { "email": "a@example.com" })
+        .await
+        .unwrap();
+}
+
+fn backup(dir: &std::path::Path, pg: &PgTestDb, mongo: &MongoTestDb) -> serde_json::Value {
+    let out = dbkeeper(dir)
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "backup",
+            "--output",
+            ".",
+        ])
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[tokio::test]
+async fn one_archive_holds_both_engines_and_restores_into_fresh_databases() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = backup(dir.path(), &pg, &mongo);
+    assert_eq!(report["postgres"]["rows"], 250, "{report}");
+    assert_eq!(report["mongo"]["documents"], 121, "{report}");
+    let archive = report["archive"].as_str().unwrap().to_string();
+
+    let listed = dbkeeper(dir.path())
+        .args(["list", ".", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        listed["archives"][0]["engines"],
+        serde_json::json!(["postgres", "mongo"])
+    );
+    assert_eq!(listed["archives"][0]["rows"]["mongo"], 121);
+
+    let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
+    let out = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg2.url,
+            "--mongo-url",
+            &mongo2.url,
+            "restore",
+            &archive,
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let restored: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        restored["postgres"]["verify"]["mismatches"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        restored["mongo"]["verify"]["mismatches"],
+        serde_json::json!([])
+    );
+    assert_eq!(restored["mongo"]["verify"]["collections_checked"], 2);
+    let n: i64 = pg2
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 250);
+    let events = mongo2.db().await.collection::<Document>("events");
+    assert_eq!(events.count_documents(doc! {}).await.unwrap(), 120);
+}
+
+#[tokio::test]
+async fn a_refusal_for_one_engine_touches_neither_target() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = backup(dir.path(), &pg, &mongo)["archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The MongoDB target already has `events`; the PostgreSQL target does not exist yet.
+    let mongo2 = MongoTestDb::create().await;
+    mongo2
+        .db()
+        .await
+        .collection::<Document>("events")
+        .insert_one(doc! { "keep": "me" })
+        .await
+        .unwrap();
+    let fresh_pg = common::unique_name("dbk_never");
+    let fresh_pg_url = pg_url_with_db(&common::pg_server_url(), &fresh_pg);
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &fresh_pg_url,
+            "--mongo-url",
+            &mongo2.url,
+            "restore",
+            &archive,
+        ])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("events").and(predicate::str::contains("--mode replace")));
+    let admin = common::pg_connect(&common::pg_server_url()).await;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&fresh_pg])
+        .await
+        .unwrap();
+    assert!(
+        exists.is_none(),
+        "PostgreSQL target was created although MongoDB refused"
+    );
+    let events = mongo2.db().await.collection::<Document>("events");
+    assert_eq!(events.count_documents(doc! {}).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn backup_prune_applies_the_configured_policy_and_overlapping_runs_are_refused() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Without a policy, --prune is refused before any dump starts.
+    dbkeeper(dir.path())
+        .args(["--pg-url", &pg.url, "backup", "--output", ".", "--prune"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("[retention]"));
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        "[retention]\nkeep_last = 1\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        // Archive names have one-second resolution.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        dbkeeper(dir.path())
+            .args(["--pg-url", &pg.url, "backup", "--output", ".", "--prune"])
+            .assert()
+            .success();
+    }
+    let archives: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".dbk.tar"))
+        .collect();
+    assert_eq!(archives.len(), 1, "keep_last = 1 after the second backup");
+
+    let _held = dbkeeper::dirlock::DirLock::acquire(dir.path(), "backup").unwrap();
+    dbkeeper(dir.path())
+        .args(["--pg-url", &pg.url, "backup", "--output", "."])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("locked by another dbkeeper run"));
+}
