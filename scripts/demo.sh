@@ -205,31 +205,20 @@ dbkeeper migrate up --dry-run --engine mongo
 dbkeeper migrate up
 dbkeeper migrate status
 
-# ----------------------------------------------------------------------------
-# PLACEHOLDERS: the steps below become real as the commands land. Keep the
-# numbering/story order; each should use `dbkeeper ...` (echoed) and fail the
-# demo on error. Databases: $PG_DB / $MONGO_DB (current URLs above) and
-# $PG_RESTORED_URL / $MONGO_RESTORED_URL (already registered for cleanup).
-# ----------------------------------------------------------------------------
+step "back up both databases into one archive"
+DEMO_BACKUPS="$DBKEEPER_ROOT/target/demo-backups"
+dbkeeper backup --output "$DEMO_BACKUPS"
+dbkeeper list "$DEMO_BACKUPS"
+# The newest complete archive (list sorts newest first).
+ARCHIVE=$("$DBKEEPER_BIN" list "$DEMO_BACKUPS" --json | sed -n 's/^ *"path": "\(.*\)",$/\1/p' | head -n 1)
+[[ -n $ARCHIVE ]] || die "backup produced no archive"
 
-# TODO(step): backup
-#   step "back up both databases"
-#   mkdir -p backups
-#   dbkeeper backup --output backups/
-#   ARCHIVE=<path printed by backup, or newest file in backups/>
+step "check the archive offline: every member's SHA-256, every chunk decompressed and re-counted"
+dbkeeper verify "$ARCHIVE"
 
-# TODO(step): restore into fresh databases
-#   step "restore the backup into fresh databases"
-#   "$PSQL" -q -X -d "$DBKEEPER_TEST_PG_URL" -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_RESTORED_DB\""
-#   dbkeeper restore "$ARCHIVE" --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_RESTORED_URL"
+step "restore it into fresh databases (checked before anything is touched, counts verified after)"
+dbkeeper restore "$ARCHIVE" --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_RESTORED_URL"
 
-# TODO(step): verify
-#   step "verify the restored databases match the backup"
-#   dbkeeper verify ...   (against $PG_RESTORED_URL / $MONGO_RESTORED_URL)
-
-# TODO(step): roll back one migration
-#   step "roll back the last migration"
-#   dbkeeper migrate down --steps 1
-
-# Until the placeholders are filled in these are deliberately unused.
-: "$PG_RESTORED_URL" "$MONGO_RESTORED_URL"
+step "roll the newest migration back on both engines (down scripts captured at apply time)"
+dbkeeper migrate down --steps 1
+dbkeeper migrate status
