@@ -16,6 +16,7 @@ pub mod mongo;
 pub mod postgres;
 pub mod redact;
 pub mod retention;
+pub mod verify;
 pub mod wait;
 
 pub use error::{Engine, Error, ExitCode, Result};

@@ -53,6 +53,50 @@ pub struct VerifiedArchive {
     locations: HashMap<String, Location>,
 }
 
+/// One thing wrong with an archive, found by V0 or V1.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveProblem {
+    /// The member at fault (`HEADER.json`, `postgres/data/.../000001.copy.gz`, `COMMIT`), or
+    /// the dataset (`postgres public.users`) when the problem is a dataset's total.
+    pub object: String,
+    /// A sentence that names the object and says what is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ArchiveProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Problems collected while checking; never stops at the first.
+#[derive(Debug, Default)]
+struct Problems(Vec<ArchiveProblem>);
+
+impl Problems {
+    fn add(&mut self, object: impl Into<String>, message: String) {
+        self.0.push(ArchiveProblem {
+            object: object.into(),
+            message,
+        });
+    }
+
+    /// For the problem that explains the others (no COMMIT: everything else follows from it).
+    fn insert_first(&mut self, object: impl Into<String>, message: String) {
+        self.0.insert(
+            0,
+            ArchiveProblem {
+                object: object.into(),
+                message,
+            },
+        );
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What V1 found.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct DecodeReport {
@@ -61,33 +105,50 @@ pub struct DecodeReport {
     pub rows: u64,
     pub raw_bytes: u64,
     /// Every problem found, each naming its member or dataset.
-    pub problems: Vec<String>,
+    pub problems: Vec<ArchiveProblem>,
+}
+
+/// The outcome of V0: a verified archive, or every problem that prevents using it.
+pub enum Checked {
+    Verified(Box<VerifiedArchive>),
+    Damaged(Vec<ArchiveProblem>),
 }
 
 impl VerifiedArchive {
     /// Opens and fully checks an archive (V0). A damaged archive is [`Error::BadInput`] (exit
-    /// 2) listing every problem found.
+    /// 2) listing every problem found: for commands that *use* an archive, a damaged one is bad
+    /// input. `verify`, whose job is finding damage, uses [`VerifiedArchive::check`].
     pub fn open(path: &Path) -> Result<VerifiedArchive> {
+        match VerifiedArchive::check(path)? {
+            Checked::Verified(archive) => Ok(*archive),
+            Checked::Damaged(problems) => Err(damaged(path, &problems)),
+        }
+    }
+
+    /// V0, returning every problem as data. Only failing to read the file at all is an error.
+    pub fn check(path: &Path) -> Result<Checked> {
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
             .len();
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         let scan = scan(&file, file_len, &mut problems)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let checked = check(scan, &mut problems);
-        match checked {
-            Some((header, manifest, locations)) if problems.is_empty() => Ok(VerifiedArchive {
-                path: path.to_path_buf(),
-                file,
-                header,
-                manifest,
-                locations,
-            }),
-            _ => Err(damaged(path, &problems)),
-        }
+        Ok(match checked {
+            Some((header, manifest, locations)) if problems.is_empty() => {
+                Checked::Verified(Box::new(VerifiedArchive {
+                    path: path.to_path_buf(),
+                    file,
+                    header,
+                    manifest,
+                    locations,
+                }))
+            }
+            _ => Checked::Damaged(problems.0),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -105,6 +166,11 @@ impl VerifiedArchive {
     /// Total size of all members, compressed.
     pub fn member_bytes(&self) -> u64 {
         self.locations.values().map(|l| l.size).sum()
+    }
+
+    /// How many members the archive has, `MANIFEST.json` and `COMMIT` included.
+    pub fn member_count(&self) -> usize {
+        self.locations.len()
     }
 
     pub fn has_member(&self, name: &str) -> bool {
@@ -172,7 +238,7 @@ impl VerifiedArchive {
         let next = AtomicUsize::new(0);
         let digests = Mutex::new(vec![ContentDigest::new(); self.manifest.datasets.len()]);
         let failed = Mutex::new(vec![false; self.manifest.datasets.len()]);
-        let problems = Mutex::new(Vec::new());
+        let problems = Mutex::new(Problems::default());
         std::thread::scope(|scope| {
             for _ in 0..jobs.max(1) {
                 scope.spawn(|| loop {
@@ -187,26 +253,32 @@ impl VerifiedArchive {
                         }
                         Err(e) => {
                             failed.lock().unwrap()[dataset_index] = true;
-                            problems.lock().unwrap().push(e.to_string());
+                            problems
+                                .lock()
+                                .unwrap()
+                                .add(chunk.member.clone(), e.to_string());
                         }
                     }
                 });
             }
         });
         let mut problems = problems.into_inner().unwrap();
-        problems.sort();
+        problems.0.sort_by(|a, b| a.object.cmp(&b.object));
         let digests = digests.into_inner().unwrap();
         let failed = failed.into_inner().unwrap();
         for ((dataset, digest), failed) in self.manifest.datasets.iter().zip(&digests).zip(failed) {
             // A damaged chunk was already reported; its dataset's digest is bound to differ.
             if !failed && digest.to_hex() != dataset.digest {
-                problems.push(format!(
-                    "{} {}: content digest {} does not match the manifest's {}",
-                    dataset.engine,
-                    dataset.qualified_name(),
-                    digest.to_hex(),
-                    dataset.digest
-                ));
+                problems.add(
+                    format!("{} {}", dataset.engine.as_str(), dataset.qualified_name()),
+                    format!(
+                        "{} {}: content digest {} does not match the manifest's {}",
+                        dataset.engine,
+                        dataset.qualified_name(),
+                        digest.to_hex(),
+                        dataset.digest
+                    ),
+                );
             }
         }
         DecodeReport {
@@ -214,16 +286,16 @@ impl VerifiedArchive {
             chunks: work.len(),
             rows: self.manifest.datasets.iter().map(|d| d.rows).sum(),
             raw_bytes: self.manifest.datasets.iter().map(|d| d.raw_bytes).sum(),
-            problems,
+            problems: problems.0,
         }
     }
 }
 
-fn damaged(path: &Path, problems: &[String]) -> Error {
+fn damaged(path: &Path, problems: &[ArchiveProblem]) -> Error {
     let mut message = String::from("is damaged or incomplete; refusing to use it:");
     for p in problems.iter().take(MAX_LISTED_PROBLEMS) {
         message.push_str("\n  - ");
-        message.push_str(p);
+        message.push_str(&p.message);
     }
     if problems.len() > MAX_LISTED_PROBLEMS {
         message.push_str(&format!(
@@ -246,13 +318,13 @@ struct Scan {
 
 /// Reads every tar entry once, hashing its data. Structural problems go to `problems`; only an
 /// I/O error on the file itself is returned as an error.
-fn scan(file: &File, file_len: u64, problems: &mut Vec<String>) -> std::io::Result<Scan> {
+fn scan(file: &File, file_len: u64, problems: &mut Problems) -> std::io::Result<Scan> {
     let mut out = Scan::default();
     let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
     let entries = match archive.entries() {
         Ok(entries) => entries,
         Err(e) => {
-            problems.push(format!("not a tar archive: {e}"));
+            problems.add("archive", format!("not a tar archive: {e}"));
             return Ok(out);
         }
     };
@@ -265,44 +337,60 @@ fn scan(file: &File, file_len: u64, problems: &mut Vec<String>) -> std::io::Resu
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                problems.push(format!("unreadable tar entry after member {last}: {e}"));
+                problems.add(
+                    &last,
+                    format!("unreadable tar entry after member {last}: {e}"),
+                );
                 break;
             }
         };
         let Ok(name) = String::from_utf8(entry.path_bytes().into_owned()) else {
-            problems.push(format!("member after {last} has a name that is not UTF-8"));
+            problems.add(
+                &last,
+                format!("member after {last} has a name that is not UTF-8"),
+            );
             continue;
         };
         let kind = entry.header().entry_type();
         if kind != tar::EntryType::Regular {
-            problems.push(format!(
-                "member {name:?} is a {kind:?} entry; only regular files are allowed"
-            ));
+            problems.add(
+                &name,
+                format!("member {name:?} is a {kind:?} entry; only regular files are allowed"),
+            );
             continue;
         }
         if !is_safe_member_name(&name) {
-            problems.push(format!(
-                "member {name:?} has an unsafe name (absolute, `..` or control characters)"
-            ));
+            problems.add(
+                &name,
+                format!(
+                    "member {name:?} has an unsafe name (absolute, `..` or control characters)"
+                ),
+            );
             continue;
         }
         let size = entry.size();
         let offset = entry.raw_file_position();
         if offset.checked_add(size).is_none_or(|end| end > file_len) {
-            problems.push(format!(
+            problems.add(&name, format!(
                 "member {name} declares {size} bytes but the file ends first: the archive is truncated"
             ));
             break;
         }
         if index == 0 && name != HEADER_MEMBER {
-            problems.push(format!("the first member is {name}, not {HEADER_MEMBER}"));
+            problems.add(
+                &name,
+                format!("the first member is {name}, not {HEADER_MEMBER}"),
+            );
         }
         if out.commit.is_some() {
-            problems.push(format!("member {name} comes after {COMMIT_MEMBER}"));
+            problems.add(&name, format!("member {name} comes after {COMMIT_MEMBER}"));
         }
         let is_metadata = [HEADER_MEMBER, MANIFEST_MEMBER, COMMIT_MEMBER].contains(&name.as_str());
         if is_metadata && size > MAX_METADATA_BYTES {
-            problems.push(format!("member {name} is implausibly large ({size} bytes)"));
+            problems.add(
+                &name,
+                format!("member {name} is implausibly large ({size} bytes)"),
+            );
             continue;
         }
         let mut hasher = Sha256::new();
@@ -315,9 +403,12 @@ fn scan(file: &File, file_len: u64, problems: &mut Vec<String>) -> std::io::Resu
             std::io::copy(&mut (&mut entry).take(size), &mut hasher)?
         };
         if read != size {
-            problems.push(format!(
-                "member {name} ends after {read} of {size} bytes: the archive is truncated"
-            ));
+            problems.add(
+                &name,
+                format!(
+                    "member {name} ends after {read} of {size} bytes: the archive is truncated"
+                ),
+            );
             break;
         }
         let location = Location {
@@ -326,7 +417,7 @@ fn scan(file: &File, file_len: u64, problems: &mut Vec<String>) -> std::io::Resu
             sha256: hex::encode(hasher.finalize()),
         };
         if out.locations.insert(name.clone(), location).is_some() {
-            problems.push(format!("member {name} appears more than once"));
+            problems.add(&name, format!("member {name} appears more than once"));
         }
         match name.as_str() {
             HEADER_MEMBER => out.header = Some(kept),
@@ -339,13 +430,13 @@ fn scan(file: &File, file_len: u64, problems: &mut Vec<String>) -> std::io::Resu
     Ok(out)
 }
 
-type Checked = (Header, Manifest, HashMap<String, Location>);
+type CheckedParts = (Header, Manifest, HashMap<String, Location>);
 
 /// Cross-checks what the scan found against COMMIT and the manifest.
-fn check(scan: Scan, problems: &mut Vec<String>) -> Option<Checked> {
+fn check(scan: Scan, problems: &mut Problems) -> Option<CheckedParts> {
     let Some(commit) = scan.commit else {
-        problems.insert(
-            0,
+        problems.insert_first(
+            COMMIT_MEMBER,
             format!(
                 "no {COMMIT_MEMBER} member: the archive is truncated or the backup that wrote it \
                  did not finish"
@@ -354,104 +445,134 @@ fn check(scan: Scan, problems: &mut Vec<String>) -> Option<Checked> {
         return None;
     };
     let Some(manifest_bytes) = scan.manifest else {
-        problems.push(format!("no {MANIFEST_MEMBER} member"));
+        problems.add(MANIFEST_MEMBER, format!("no {MANIFEST_MEMBER} member"));
         return None;
     };
     let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
     if String::from_utf8_lossy(&commit).trim_end() != manifest_sha {
-        problems.push(format!(
-            "{COMMIT_MEMBER} does not hold the SHA-256 of {MANIFEST_MEMBER}: the manifest was \
+        problems.add(
+            MANIFEST_MEMBER,
+            format!(
+                "{COMMIT_MEMBER} does not hold the SHA-256 of {MANIFEST_MEMBER}: the manifest was \
              altered or the commit marker is damaged"
-        ));
+            ),
+        );
         return None;
     }
     let header: Header = match scan.header.as_deref().map(serde_json::from_slice) {
         Some(Ok(h)) => h,
         Some(Err(e)) => {
-            problems.push(format!("{HEADER_MEMBER} is not valid: {e}"));
+            problems.add(HEADER_MEMBER, format!("{HEADER_MEMBER} is not valid: {e}"));
             return None;
         }
         None => {
-            problems.push(format!("no {HEADER_MEMBER} member"));
+            problems.add(HEADER_MEMBER, format!("no {HEADER_MEMBER} member"));
             return None;
         }
     };
     let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
         Ok(m) => m,
         Err(e) => {
-            problems.push(format!("{MANIFEST_MEMBER} is not valid: {e}"));
+            problems.add(
+                MANIFEST_MEMBER,
+                format!("{MANIFEST_MEMBER} is not valid: {e}"),
+            );
             return None;
         }
     };
     if manifest.format != FORMAT_NAME || manifest.format_version != FORMAT_VERSION {
-        problems.push(format!(
-            "format {} version {} is not supported by this dbkeeper (it reads {FORMAT_NAME} \
+        problems.add(
+            MANIFEST_MEMBER,
+            format!(
+                "format {} version {} is not supported by this dbkeeper (it reads {FORMAT_NAME} \
              version {FORMAT_VERSION}); use the dbkeeper version that wrote it ({})",
-            manifest.format, manifest.format_version, manifest.tool_version
-        ));
+                manifest.format, manifest.format_version, manifest.tool_version
+            ),
+        );
         return None;
     }
 
     let mut listed = HashSet::new();
     for entry in &manifest.members {
         if !listed.insert(entry.name.as_str()) {
-            problems.push(format!("the manifest lists member {} twice", entry.name));
+            problems.add(
+                &entry.name,
+                format!("the manifest lists member {} twice", entry.name),
+            );
         }
         match scan.locations.get(&entry.name) {
-            None => problems.push(format!("member {} is missing", entry.name)),
-            Some(loc) if loc.size != entry.size => problems.push(format!(
-                "member {} has {} bytes, the manifest says {}",
-                entry.name, loc.size, entry.size
-            )),
-            Some(loc) if loc.sha256 != entry.sha256 => problems.push(format!(
-                "member {} is corrupt: its SHA-256 does not match the manifest",
-                entry.name
-            )),
+            None => problems.add(&entry.name, format!("member {} is missing", entry.name)),
+            Some(loc) if loc.size != entry.size => problems.add(
+                &entry.name,
+                format!(
+                    "member {} has {} bytes, the manifest says {}",
+                    entry.name, loc.size, entry.size
+                ),
+            ),
+            Some(loc) if loc.sha256 != entry.sha256 => problems.add(
+                &entry.name,
+                format!(
+                    "member {} is corrupt: its SHA-256 does not match the manifest",
+                    entry.name
+                ),
+            ),
             Some(_) => {}
         }
     }
     for name in &scan.order {
         if !listed.contains(name.as_str()) && name != MANIFEST_MEMBER && name != COMMIT_MEMBER {
-            problems.push(format!("member {name} is not listed in the manifest"));
+            problems.add(name, format!("member {name} is not listed in the manifest"));
         }
     }
     check_datasets(&manifest, problems);
     Some((header, manifest, scan.locations))
 }
 
-fn check_datasets(manifest: &Manifest, problems: &mut Vec<String>) {
+fn check_datasets(manifest: &Manifest, problems: &mut Problems) {
     let mut used = HashSet::new();
     for dataset in &manifest.datasets {
         let name = format!("{} {}", dataset.engine, dataset.qualified_name());
         for chunk in &dataset.chunks {
             if !used.insert(chunk.member.as_str()) {
-                problems.push(format!("{name}: chunk {} is used twice", chunk.member));
+                problems.add(
+                    &chunk.member,
+                    format!("{name}: chunk {} is used twice", chunk.member),
+                );
             }
             match manifest.member(&chunk.member) {
                 Some(m) if m.size == chunk.size && m.sha256 == chunk.sha256 => {}
-                Some(_) => problems.push(format!(
-                    "{name}: chunk {} disagrees with its member entry",
-                    chunk.member
-                )),
-                None => problems.push(format!(
-                    "{name}: chunk {} is not a listed member",
-                    chunk.member
-                )),
+                Some(_) => problems.add(
+                    &chunk.member,
+                    format!(
+                        "{name}: chunk {} disagrees with its member entry",
+                        chunk.member
+                    ),
+                ),
+                None => problems.add(
+                    &chunk.member,
+                    format!("{name}: chunk {} is not a listed member", chunk.member),
+                ),
             }
             if chunk.raw_bytes > MAX_CHUNK_RAW_BYTES {
-                problems.push(format!(
+                problems.add(
+                    &chunk.member,
+                    format!(
                     "{name}: chunk {} declares {} uncompressed bytes (limit {MAX_CHUNK_RAW_BYTES})",
                     chunk.member, chunk.raw_bytes
-                ));
+                ),
+                );
             }
         }
         let rows: u64 = dataset.chunks.iter().map(|c| c.rows).sum();
         let raw: u64 = dataset.chunks.iter().map(|c| c.raw_bytes).sum();
         if rows != dataset.rows || raw != dataset.raw_bytes {
-            problems.push(format!(
-                "{name}: chunks hold {rows} rows / {raw} bytes, the dataset says {} / {}",
-                dataset.rows, dataset.raw_bytes
-            ));
+            problems.add(
+                &name,
+                format!(
+                    "{name}: chunks hold {rows} rows / {raw} bytes, the dataset says {} / {}",
+                    dataset.rows, dataset.raw_bytes
+                ),
+            );
         }
     }
 }

@@ -231,8 +231,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_verify: bool,
 
-    /// Also compare content digests of every row and document
-    #[arg(long)]
+    /// Also compare content digests of every row and document (reads the restored data once)
+    #[arg(long, conflicts_with = "no_verify")]
     pub deep: bool,
 
     /// Parallel workers
@@ -262,9 +262,13 @@ pub struct VerifyArgs {
     /// The archive to verify
     pub archive: PathBuf,
 
-    /// Also compare content digests
+    /// With --pg-url/--mongo-url: also compare the content of every row and document
     #[arg(long)]
     pub deep: bool,
+
+    /// Parallel workers (decompressing chunks, reading tables and collections)
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Args)]

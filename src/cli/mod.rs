@@ -8,6 +8,7 @@ mod migrate;
 pub mod output;
 mod ping;
 mod restore;
+mod targets;
 mod verify;
 
 use std::time::Duration;

@@ -1,92 +1,162 @@
-//! `dbkeeper verify ARCHIVE`: offline checks of an archive. V0 (structure, sizes, SHA-256 of
-//! every member, COMMIT) and V1 (every chunk decompresses, record counts and content digests
-//! match the manifest). Every problem is listed; any problem exits 1.
+//! `dbkeeper verify ARCHIVE`: V0 (structure, sizes, SHA-256 of every member, COMMIT) and V1
+//! (every chunk decompresses, record counts and content digests match the manifest), offline.
+//! With `--pg-url` / `--mongo-url`, V2 compares those live databases with the archive (exact
+//! counts, sequences, indexes, validators and options, schema fingerprint; `--deep`: content
+//! digests). Every mismatch is listed; any mismatch exits 1, a damaged archive included.
 
-use serde::Serialize;
+use std::path::PathBuf;
 
-use dbkeeper::archive::reader::{DecodeReport, VerifiedArchive};
+use dbkeeper::archive::catalog;
+use dbkeeper::archive::reader::{Checked, VerifiedArchive};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
+use dbkeeper::verify::{show, ArchiveFacts, Kind, Level, Mismatch, VerifyReport};
 use dbkeeper::ExitCode;
 
 use super::args::VerifyArgs;
-use super::output::human_bytes;
-use super::output::Output;
-
-#[derive(Debug, Serialize)]
-struct VerifyReport {
-    archive: String,
-    ok: bool,
-    /// Levels that ran: `V0` (archive), `V1` (decode).
-    levels: Vec<&'static str>,
-    members: usize,
-    member_bytes: u64,
-    #[serde(flatten)]
-    decode: DecodeReport,
-}
+use super::output::{human_bytes, Output};
+use super::targets;
 
 pub async fn run(args: VerifyArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
-    if args.deep {
-        return Err(Error::NotImplemented("verify --deep"));
+    let jobs = args.jobs.unwrap_or(settings.jobs);
+    if jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
     }
-    let path = args.archive.clone();
-    let jobs = settings.jobs;
-    let checked = tokio::task::spawn_blocking(move || {
-        VerifiedArchive::open(&path).map(|archive| {
-            let decode = archive.verify_decode(jobs);
-            (
-                archive.manifest().members.len(),
-                archive.member_bytes(),
-                decode,
-            )
-        })
-    })
-    .await
-    .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))?;
-    let (members, member_bytes, decode) = match checked {
-        Ok(found) => found,
-        // The archive is what verify checks: damage is a failed check, not bad input.
-        Err(Error::BadInput { what, message }) => {
-            return Err(Error::CheckFailed(format!("{what} {message}")))
+    let mut report = VerifyReport::new(args.archive.display().to_string(), args.deep);
+    let archive = offline(args.archive.clone(), jobs, &mut report).await?;
+    let offline_ok = report.ok;
+    if let Some(archive) = &archive {
+        let options = targets::TargetOptions {
+            jobs,
+            deep: args.deep,
+            renames: Vec::new(),
+        };
+        for check in targets::verify_configured(archive, settings, &options).await? {
+            report.add_target(check);
         }
-        Err(other) => return Err(other),
-    };
-    let report = VerifyReport {
-        archive: args.archive.display().to_string(),
-        ok: decode.problems.is_empty(),
-        levels: vec!["V0", "V1"],
-        members,
-        member_bytes,
-        decode,
-    };
-    out.emit(&report, || {
-        if report.ok {
-            println!(
-                "verify: {} OK: {} members ({}), {} datasets, {} chunks, {} rows decoded",
-                report.archive,
-                report.members,
-                human_bytes(report.member_bytes),
-                report.decode.datasets,
-                report.decode.chunks,
-                report.decode.rows
-            );
+    }
+    if report.ok {
+        let level = if report.levels.contains(&Level::V2) {
+            "target"
         } else {
-            println!(
-                "verify: {} FAILED: {} problem(s)",
-                report.archive,
-                report.decode.problems.len()
-            );
-            for p in &report.decode.problems {
-                println!("  - {p}");
-            }
+            "decode"
+        };
+        // The stamp only saves `list`/`prune` a re-check; failing to write it changes nothing.
+        if let Err(e) = catalog::write_stamp(&args.archive, level) {
+            tracing::warn!("could not record the verification next to the archive: {e}");
         }
-    })?;
+    } else if !offline_ok && args.deep {
+        tracing::warn!("the archive failed verification; no database was compared");
+    }
+    out.emit(&report, || print_human(&report))?;
     if report.ok {
         Ok(ExitCode::Ok)
     } else {
         Err(Error::CheckFailed(format!(
-            "archive {} failed verification",
-            report.archive
+            "archive {} failed verification: {} mismatch(es)",
+            report.archive,
+            report.mismatches.len()
         )))
+    }
+}
+
+/// V0, then V1 when V0 passed. Returns the verified archive when both passed.
+async fn offline(
+    path: PathBuf,
+    jobs: usize,
+    report: &mut VerifyReport,
+) -> Result<Option<VerifiedArchive>> {
+    let (checked, decode) = tokio::task::spawn_blocking(move || {
+        let checked = VerifiedArchive::check(&path)?;
+        let decode = match &checked {
+            Checked::Verified(archive) => Some(archive.verify_decode(jobs)),
+            Checked::Damaged(_) => None,
+        };
+        Ok::<_, Error>((checked, decode))
+    })
+    .await
+    .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
+    let archive = match checked {
+        Checked::Damaged(problems) => {
+            report.add_archive_level(Level::V0, 1, &problems);
+            return Ok(None);
+        }
+        Checked::Verified(archive) => *archive,
+    };
+    // One check per member (size and SHA-256) plus COMMIT against the manifest.
+    report.add_archive_level(Level::V0, archive.member_count() as u64 + 1, &[]);
+    let decode = decode.expect("decoded when verified");
+    report.add_archive_level(
+        Level::V1,
+        (decode.chunks + decode.datasets) as u64,
+        &decode.problems,
+    );
+    report.facts = ArchiveFacts {
+        members: archive.member_count(),
+        member_bytes: archive.member_bytes(),
+        datasets: decode.datasets,
+        chunks: decode.chunks,
+        rows: decode.rows,
+        raw_bytes: decode.raw_bytes,
+    };
+    Ok(report.ok.then_some(archive))
+}
+
+fn print_human(report: &VerifyReport) {
+    let levels: Vec<String> = report.levels.iter().map(|l| format!("{l:?}")).collect();
+    let f = &report.facts;
+    if report.ok {
+        println!(
+            "verify: {} OK ({}): {} members ({}), {} datasets, {} chunks, {} rows decoded, {} checks",
+            report.archive,
+            levels.join("+"),
+            f.members,
+            human_bytes(f.member_bytes),
+            f.datasets,
+            f.chunks,
+            f.rows,
+            report.checks
+        );
+    } else {
+        println!(
+            "verify: {} FAILED ({}): {} mismatch(es) in {} checks",
+            report.archive,
+            levels.join("+"),
+            report.mismatches.len(),
+            report.checks
+        );
+    }
+    for t in &report.targets {
+        println!(
+            "  {} {}: {} objects, {} checks, {} mismatch(es){} in {:.2} s",
+            t.engine,
+            t.target,
+            t.objects,
+            t.checks,
+            t.mismatches,
+            if report.deep {
+                ", content compared"
+            } else {
+                ""
+            },
+            t.seconds
+        );
+    }
+    print_mismatches(&report.mismatches);
+}
+
+/// One line per mismatch; definitions (indexes, validators, options) also show both sides.
+pub fn print_mismatches(mismatches: &[Mismatch]) {
+    for m in mismatches {
+        let kind = serde_json::to_value(m.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let engine = m.engine.map(|e| format!("{e} ")).unwrap_or_default();
+        println!("  - [{:?} {kind}] {engine}{}", m.level, m.message);
+        if matches!(m.kind, Kind::Index | Kind::Validator | Kind::Options) {
+            println!("      archive: {}", show(&m.expected));
+            println!("      found:   {}", show(&m.found));
+        }
     }
 }

@@ -11,3 +11,4 @@ pub mod migrate;
 pub mod namespace;
 pub mod progress;
 pub mod restore;
+pub mod verify;

@@ -116,10 +116,11 @@ fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::
 
 /// One collection or view to create, under its target name.
 #[derive(Debug, Clone)]
-struct Planned {
-    target_name: String,
-    definition: CollectionMetadata,
-    dataset: Option<Dataset>,
+pub(crate) struct Planned {
+    pub(crate) target_name: String,
+    /// As archived, with renames applied to a view's `viewOn`.
+    pub(crate) definition: CollectionMetadata,
+    pub(crate) dataset: Option<Dataset>,
 }
 
 /// Checks what [`restore_database`] would refuse (no MongoDB dump, clashing renames, existing
@@ -200,7 +201,7 @@ pub async fn restore_database(
 }
 
 /// Applies renames (also to views' `viewOn`) and refuses two things ending up with one name.
-fn plan(
+pub(crate) fn plan(
     loaded: Vec<(CollectionMetadata, Option<Dataset>)>,
     renames: &[Rename],
 ) -> Result<Vec<Planned>> {

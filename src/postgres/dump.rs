@@ -28,6 +28,7 @@ use crate::archive::pipeline::MemberSender;
 use crate::archive::{chunk_member_name, ChunkEntry, Dataset, Member, Source};
 use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::server_version;
+use crate::postgres::fingerprint::{self, IndexDef, SchemaFingerprint};
 use crate::postgres::inspect::{self, db_error, MatView, SequenceValue, TableInfo};
 use crate::postgres::tools::{self, PgTool, Section};
 use crate::postgres::PgTarget;
@@ -71,6 +72,13 @@ pub struct PgArchiveMeta {
     /// Tables left out by `--include`/`--exclude` (their schema is in the archive, not their
     /// rows).
     pub excluded_tables: Vec<String>,
+    /// Every index definition at the snapshot, compared one by one by verify. Absent in
+    /// archives written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexes: Option<Vec<IndexDef>>,
+    /// The schema fingerprint at the snapshot (see [`crate::postgres::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaFingerprint>,
 }
 
 /// The PostgreSQL part of a dataset's `extra`.
@@ -202,6 +210,12 @@ impl PgDump {
 
         let sequences = inspect::sequence_values(&self.leader).await?;
         let materialized_views = inspect::populated_matviews(&self.leader).await?;
+        // Last on the leader: the pinned search path lasts until the COMMIT below.
+        self.leader
+            .batch_execute(fingerprint::PIN_SEARCH_PATH)
+            .await
+            .map_err(|e| db_error("describing the schema", &e))?;
+        let schema = fingerprint::describe(&self.leader).await?;
         self.leader
             .batch_execute("COMMIT")
             .await
@@ -222,6 +236,8 @@ impl PgDump {
                 sequences,
                 materialized_views,
                 excluded_tables: self.excluded,
+                schema: Some(schema.fingerprint()),
+                indexes: Some(schema.indexes),
             },
         })
     }

@@ -4,8 +4,10 @@ pub mod connect;
 
 pub use connect::PgTarget;
 pub mod dump;
+pub mod fingerprint;
 pub mod inspect;
 pub mod migrate;
 pub mod restore;
 pub mod script;
 pub mod tools;
+pub mod verify;

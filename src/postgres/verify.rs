@@ -1,0 +1,455 @@
+//! V2 for PostgreSQL: a live database compared with the archive's manifest.
+//!
+//! - counts: exact `count(*)` of every archived table (never the planner's estimate);
+//! - `deep`: instead of counting, every table is read back with the COPY the dump used
+//!   (`COPY "s"."t" (columns) TO STDOUT`, the dataset's column list) and each row's text is
+//!   hashed exactly as at dump time ([`ContentDigest`]); the digest's count replaces `count(*)`,
+//!   so a deep check reads each table once;
+//! - sequences: `last_value` and `is_called` as recorded;
+//! - indexes: every index definition (`pg_get_indexdef`) as recorded, by name;
+//! - schema: the fingerprint of [`crate::postgres::fingerprint`], naming each object that is
+//!   missing, unexpected or different.
+//!
+//! Tables are checked on `jobs` connections, biggest first. A table that cannot be read (it is
+//! gone, a column was dropped) is a mismatch, not an error: the report goes on.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::archive::digest::ContentDigest;
+use crate::archive::reader::VerifiedArchive;
+use crate::archive::Dataset;
+use crate::error::{Engine, Error, Result};
+use crate::postgres::connect::describe_error;
+use crate::postgres::dump::{PgArchiveMeta, PgDatasetExtra};
+use crate::postgres::fingerprint::{self, IndexDef};
+use crate::postgres::inspect::{self, db_error, quote_qualified};
+use crate::postgres::restore::archive_meta;
+use crate::postgres::PgTarget;
+use crate::verify::{Kind, TargetCheck};
+
+/// How much to compare.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Connections reading tables at once.
+    pub jobs: usize,
+    /// Compare content digests (reads every row).
+    pub deep: bool,
+}
+
+/// Compares `target` with the archive's PostgreSQL part. Errors only when the target cannot be
+/// reached or the archive holds no PostgreSQL data; every difference is in the returned check.
+pub async fn verify_target(
+    archive: &VerifiedArchive,
+    target: &PgTarget,
+    options: VerifyOptions,
+) -> Result<TargetCheck> {
+    let started = Instant::now();
+    let Some((_, meta)) = archive_meta(archive)? else {
+        return Err(Error::Usage(format!(
+            "archive {} holds no PostgreSQL data to compare with {}; drop --pg-url",
+            archive.path().display(),
+            target.describe()
+        )));
+    };
+    let mut check = TargetCheck::new(Engine::Postgres, target.describe(), options.deep);
+    let catalog = target.connect().await?;
+    catalog
+        .batch_execute("SET search_path = pg_catalog")
+        .await
+        .map_err(|e| db_error("preparing the catalog connection", &e))?;
+
+    let datasets: Vec<&Dataset> = archive.manifest().datasets_of(Engine::Postgres).collect();
+    check.objects = datasets.len();
+    let present: HashSet<(String, String)> = inspect::list_tables(&catalog)
+        .await?
+        .into_iter()
+        .map(|t| (t.schema, t.name))
+        .collect();
+    let (readable, gone): (Vec<&Dataset>, Vec<&Dataset>) = datasets
+        .into_iter()
+        .partition(|d| present.contains(&(d.namespace.clone(), d.name.clone())));
+    for dataset in gone {
+        check.mismatch(
+            Kind::Missing,
+            dataset.qualified_name(),
+            dataset.rows,
+            Value::Null,
+            format!(
+                "table {} is missing (the archive has {} rows)",
+                dataset.qualified_name(),
+                dataset.rows
+            ),
+        );
+    }
+    for (dataset, found) in read_tables(target, readable, options).await? {
+        compare_table(&mut check, dataset, found, options.deep);
+    }
+    compare_sequences(&mut check, &meta, &catalog).await?;
+    compare_indexes(&mut check, &meta, &catalog).await?;
+    compare_schema(&mut check, &meta, &catalog).await?;
+    check.sort();
+    check.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    Ok(check)
+}
+
+/// What reading one table gave.
+enum TableRead {
+    Count(u64),
+    Digest(ContentDigest),
+    /// The server refused the query (SQL error), e.g. a column the archive lists is gone.
+    Unreadable(String),
+}
+
+/// Counts (or digests) every table on `jobs` connections, biggest tables first.
+async fn read_tables<'a>(
+    target: &PgTarget,
+    mut datasets: Vec<&'a Dataset>,
+    options: VerifyOptions,
+) -> Result<Vec<(&'a Dataset, TableRead)>> {
+    datasets.sort_by_key(|d| std::cmp::Reverse(d.raw_bytes));
+    let queue = Mutex::new(datasets.into_iter().collect::<VecDeque<_>>());
+    let results = Mutex::new(Vec::new());
+    let workers = options.jobs.max(1).min(queue.lock().unwrap().len().max(1));
+    let worker = || async {
+        let client = target.connect().await?;
+        client
+            .batch_execute("SET statement_timeout = 0; SET row_security = off")
+            .await
+            .map_err(|e| db_error("preparing a verify connection", &e))?;
+        loop {
+            let next = queue.lock().unwrap().pop_front();
+            let Some(dataset) = next else {
+                return Ok::<_, Error>(());
+            };
+            let found = if options.deep {
+                table_digest(&client, dataset).await?
+            } else {
+                table_count(&client, dataset).await?
+            };
+            results.lock().unwrap().push((dataset, found));
+        }
+    };
+    futures::future::try_join_all((0..workers).map(|_| worker())).await?;
+    Ok(results.into_inner().unwrap())
+}
+
+/// A query error the server reported is a finding about the table; anything else (connection
+/// lost) is an error.
+fn unreadable(what: &str, e: tokio_postgres::Error) -> Result<TableRead> {
+    if e.as_db_error().is_some() {
+        Ok(TableRead::Unreadable(describe_error(&e)))
+    } else {
+        Err(db_error(what, &e))
+    }
+}
+
+async fn table_count(client: &Client, dataset: &Dataset) -> Result<TableRead> {
+    let sql = format!(
+        "SELECT count(*) FROM ONLY {}",
+        quote_qualified(&dataset.namespace, &dataset.name)
+    );
+    match client.query_one(&sql, &[]).await {
+        Ok(row) => Ok(TableRead::Count(row.get::<_, i64>(0) as u64)),
+        Err(e) => unreadable(&format!("counting rows of {}", dataset.qualified_name()), e),
+    }
+}
+
+/// The COPY the dump used for `dataset`, without its ctid range: the same columns in the same
+/// order, so every row's text is the same bytes.
+fn copy_statement(dataset: &Dataset, columns: &[String]) -> String {
+    let table = quote_qualified(&dataset.namespace, &dataset.name);
+    if columns.is_empty() {
+        format!("COPY (SELECT FROM ONLY {table}) TO STDOUT")
+    } else {
+        format!(
+            "COPY (SELECT {} FROM ONLY {table}) TO STDOUT",
+            columns
+                .iter()
+                .map(|c| inspect::quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+async fn table_digest(client: &Client, dataset: &Dataset) -> Result<TableRead> {
+    let columns = serde_json::from_value::<PgDatasetExtra>(dataset.extra.clone())
+        .map(|e| e.columns)
+        .map_err(|e| {
+            Error::bad_input(
+                format!("manifest dataset {}", dataset.qualified_name()),
+                format!("has no valid PostgreSQL column list: {e}"),
+            )
+        })?;
+    let what = format!("reading table {}", dataset.qualified_name());
+    let stream = match client.copy_out(&copy_statement(dataset, &columns)).await {
+        Ok(stream) => stream,
+        Err(e) => return unreadable(&what, e),
+    };
+    futures::pin_mut!(stream);
+    let mut rows = CopyRows::default();
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(data) => rows.feed(&data),
+            Err(e) => return unreadable(&what, e),
+        }
+    }
+    rows.finish()
+        .map(TableRead::Digest)
+        .map_err(|message| Error::db(Engine::Postgres, format!("{what}: {message}")))
+}
+
+/// Splits a COPY text stream into rows (messages do not end on row boundaries) and digests each
+/// row without its `\n`, as [`crate::archive::chunk::ChunkBuilder`] did at dump time.
+#[derive(Default)]
+struct CopyRows {
+    digest: ContentDigest,
+    carry: Vec<u8>,
+}
+
+impl CopyRows {
+    fn feed(&mut self, mut data: &[u8]) {
+        if !self.carry.is_empty() {
+            match memchr::memchr(b'\n', data) {
+                Some(end) => {
+                    self.carry.extend_from_slice(&data[..end]);
+                    self.digest.add(&self.carry);
+                    self.carry.clear();
+                    data = &data[end + 1..];
+                }
+                None => {
+                    self.carry.extend_from_slice(data);
+                    return;
+                }
+            }
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', data) {
+            self.digest.add(&data[start..end]);
+            start = end + 1;
+        }
+        self.carry.extend_from_slice(&data[start..]);
+    }
+
+    fn finish(self) -> std::result::Result<ContentDigest, String> {
+        if self.carry.is_empty() {
+            Ok(self.digest)
+        } else {
+            Err("the COPY output ended in the middle of a row".into())
+        }
+    }
+}
+
+fn compare_table(check: &mut TargetCheck, dataset: &Dataset, found: TableRead, deep: bool) {
+    let table = dataset.qualified_name();
+    let count = match &found {
+        TableRead::Count(n) => *n,
+        TableRead::Digest(d) => d.count(),
+        TableRead::Unreadable(message) => {
+            let kind = if deep { Kind::Content } else { Kind::Count };
+            check.mismatch(
+                kind,
+                &table,
+                dataset.rows,
+                Value::Null,
+                format!("table {table} cannot be read as archived: {message}"),
+            );
+            return;
+        }
+    };
+    check.compare(Kind::Count, &table, dataset.rows, count, |e, f| {
+        format!("table {table} has {f} rows, the archive has {e}")
+    });
+    if let TableRead::Digest(digest) = found {
+        check.compare(
+            Kind::Content,
+            &table,
+            dataset.digest.clone(),
+            digest.to_hex(),
+            |_, _| format!("table {table}: the content of its rows differs from the archive"),
+        );
+    }
+}
+
+async fn compare_sequences(
+    check: &mut TargetCheck,
+    meta: &PgArchiveMeta,
+    catalog: &Client,
+) -> Result<()> {
+    let live: BTreeMap<(String, String), (i64, bool)> = inspect::sequence_values(catalog)
+        .await?
+        .into_iter()
+        .map(|s| ((s.schema, s.name), (s.last_value, s.is_called)))
+        .collect();
+    let state = |(value, called): (i64, bool)| json!({ "last_value": value, "is_called": called });
+    for seq in &meta.sequences {
+        let name = format!("{}.{}", seq.schema, seq.name);
+        let expected = (seq.last_value, seq.is_called);
+        match live.get(&(seq.schema.clone(), seq.name.clone())) {
+            None => check.mismatch(
+                Kind::Missing,
+                &name,
+                state(expected),
+                Value::Null,
+                format!("sequence {name} is missing"),
+            ),
+            Some(&found) => check.compare(
+                Kind::Sequence,
+                &name,
+                state(expected),
+                state(found),
+                |_, _| {
+                    format!(
+                        "sequence {name} is at {}{}, the archive has {}{}",
+                        found.0,
+                        if found.1 { "" } else { " (not called)" },
+                        expected.0,
+                        if expected.1 { "" } else { " (not called)" },
+                    )
+                },
+            ),
+        }
+    }
+    Ok(())
+}
+
+async fn compare_indexes(
+    check: &mut TargetCheck,
+    meta: &PgArchiveMeta,
+    catalog: &Client,
+) -> Result<()> {
+    let Some(archived) = &meta.indexes else {
+        return Ok(()); // written before index definitions were recorded
+    };
+    let by_name = |defs: &[IndexDef]| -> BTreeMap<String, String> {
+        defs.iter()
+            .map(|d| (d.qualified(), d.definition.clone()))
+            .collect()
+    };
+    let expected = by_name(archived);
+    let found = by_name(&fingerprint::index_definitions(catalog).await?);
+    for (name, definition) in &expected {
+        match found.get(name) {
+            None => check.mismatch(
+                Kind::Index,
+                name,
+                definition.clone(),
+                Value::Null,
+                format!("index {name} is missing"),
+            ),
+            Some(other) => check.compare(
+                Kind::Index,
+                name,
+                definition.clone(),
+                other.clone(),
+                |_, _| format!("index {name} has a different definition"),
+            ),
+        }
+    }
+    for (name, definition) in found.iter().filter(|(n, _)| !expected.contains_key(*n)) {
+        check.mismatch(
+            Kind::Index,
+            name,
+            Value::Null,
+            definition.clone(),
+            format!("index {name} is not in the archive"),
+        );
+    }
+    Ok(())
+}
+
+async fn compare_schema(
+    check: &mut TargetCheck,
+    meta: &PgArchiveMeta,
+    catalog: &Client,
+) -> Result<()> {
+    let Some(archived) = &meta.schema else {
+        return Ok(()); // written before the fingerprint was recorded
+    };
+    let found = fingerprint::describe(catalog).await?.fingerprint();
+    if found.fingerprint == archived.fingerprint {
+        check.checked();
+        return Ok(());
+    }
+    let diff = archived.diff(&found);
+    let hash = |map: &BTreeMap<String, String>, key: &str| map.get(key).cloned();
+    for object in &diff.missing {
+        check.mismatch(
+            Kind::Schema,
+            object,
+            hash(&archived.objects, object),
+            Value::Null,
+            format!("{object} is missing"),
+        );
+    }
+    for object in &diff.unexpected {
+        check.mismatch(
+            Kind::Schema,
+            object,
+            Value::Null,
+            hash(&found.objects, object),
+            format!("{object} is not in the archive"),
+        );
+    }
+    for object in &diff.changed {
+        check.mismatch(
+            Kind::Schema,
+            object,
+            hash(&archived.objects, object),
+            hash(&found.objects, object),
+            format!("{object} differs from its archived definition"),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_split_across_messages_digest_like_the_dump() {
+        let mut expected = ContentDigest::new();
+        for row in [&b"1\tAda"[..], b"2\tGrace", b"3\t\\N"] {
+            expected.add(row);
+        }
+        let mut rows = CopyRows::default();
+        for piece in [&b"1\tA"[..], b"da\n2\tGr", b"ace\n", b"3\t\\N\n"] {
+            rows.feed(piece);
+        }
+        assert_eq!(rows.finish().unwrap(), expected);
+
+        let mut cut = CopyRows::default();
+        cut.feed(b"1\tAda\n2\tGr");
+        assert!(cut.finish().is_err());
+    }
+
+    #[test]
+    fn copy_statements_use_the_archived_columns() {
+        let dataset = Dataset {
+            engine: Engine::Postgres,
+            namespace: "we\"ird".into(),
+            name: "T".into(),
+            format: crate::archive::RecordFormat::CopyText,
+            rows: 0,
+            raw_bytes: 0,
+            digest: String::new(),
+            chunks: Vec::new(),
+            extra: Value::Null,
+        };
+        assert_eq!(
+            copy_statement(&dataset, &["b".into(), "a".into()]),
+            r#"COPY (SELECT "b", "a" FROM ONLY "we""ird"."T") TO STDOUT"#
+        );
+        assert_eq!(
+            copy_statement(&dataset, &[]),
+            r#"COPY (SELECT FROM ONLY "we""ird"."T") TO STDOUT"#
+        );
+    }
+}
