@@ -94,7 +94,8 @@ async fn one_archive_holds_both_engines_and_restores_into_fresh_databases() {
         restored["mongo"]["verify"]["mismatches"],
         serde_json::json!([])
     );
-    assert_eq!(restored["mongo"]["verify"]["collections_checked"], 2);
+    assert_eq!(restored["mongo"]["verify"]["objects"], 2);
+    assert_eq!(restored["postgres"]["verify"]["objects"], 1);
     let n: i64 = pg2
         .client()
         .await

@@ -1,5 +1,7 @@
 //! `dbkeeper restore ARCHIVE`: check the archive completely, check every target, then restore
-//! each engine the archive holds into its configured target and verify the counts.
+//! each engine the archive holds into its configured target and prove the result with V2 (the
+//! one implementation `verify` uses): exact counts, sequences, indexes, validators and schema by
+//! default, content digests with `--deep`, nothing with `--no-verify`. A mismatch exits 1.
 //!
 //! Nothing is touched before the archive passed V0 and every engine's target passed its
 //! preflight (not the source, not non-empty without `--mode replace`): a restore that would be
@@ -9,27 +11,29 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use dbkeeper::archive::catalog;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
-use dbkeeper::mongo::namespace::{renamed, Rename};
+use dbkeeper::mongo::namespace::Rename;
 use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::restore::{self as mongo_restore, MongoRestoreReport};
-use dbkeeper::mongo::{inspect as mongo_inspect, MongoTarget};
 use dbkeeper::postgres::restore::{
-    self as pg_restore, CountMismatch, ExistingTarget, RestoreOptions, RestoreReport,
+    self as pg_restore, ExistingTarget, RestoreOptions, RestoreReport,
 };
-use dbkeeper::postgres::PgTarget;
+use dbkeeper::verify::TargetCheck;
 use dbkeeper::{Engine, ExitCode};
 
 use super::args::{RestoreArgs, RestoreMode};
 use super::output::{human_bytes, Output};
+use super::targets::{self, TargetOptions};
+use super::verify::print_mismatches;
 
 #[derive(Serialize)]
 struct Report {
     archive: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    postgres: Option<RestoreReport>,
+    postgres: Option<PgReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mongo: Option<MongoReport>,
     /// Engines in the archive that were not restored because no target was configured.
@@ -37,23 +41,22 @@ struct Report {
 }
 
 #[derive(Serialize)]
-struct MongoReport {
+struct PgReport {
     #[serde(flatten)]
-    restore: MongoRestoreReport,
-    /// Exact document counts compared with the manifest; `null` with `--no-verify`.
-    verify: Option<MongoCountReport>,
+    restore: RestoreReport,
+    /// V2 against the restored database; `null` with `--no-verify`.
+    verify: Option<TargetCheck>,
 }
 
 #[derive(Serialize)]
-struct MongoCountReport {
-    collections_checked: usize,
-    mismatches: Vec<CountMismatch>,
+struct MongoReport {
+    #[serde(flatten)]
+    restore: MongoRestoreReport,
+    /// V2 against the restored database; `null` with `--no-verify`.
+    verify: Option<TargetCheck>,
 }
 
 pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
-    if args.deep {
-        return Err(Error::NotImplemented("restore --deep"));
-    }
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
@@ -66,26 +69,9 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
     let archive = Arc::new(archive);
     let manifest = archive.manifest();
-    let has = |engine| manifest.source(engine).is_some();
 
-    let pg = match (&settings.pg_url, has(Engine::Postgres)) {
-        (Some(url), true) => Some(PgTarget::new(url, settings.connect_timeout)?),
-        _ => None,
-    };
-    let mongo = match (&settings.mongo_url, has(Engine::Mongo)) {
-        (Some(url), true) => {
-            // Without a database in the URL or --mongo-db, restore under the archived name.
-            let db = match &settings.mongo_db {
-                Some(db) => db.clone(),
-                None => manifest
-                    .source(Engine::Mongo)
-                    .map(|s| s.database.clone())
-                    .unwrap_or_default(),
-            };
-            Some(MongoTarget::new(url, &db, settings.connect_timeout))
-        }
-        _ => None,
-    };
+    let pg = targets::pg_target(settings, manifest)?;
+    let mongo = targets::mongo_target(settings, manifest);
     if pg.is_none() && mongo.is_none() {
         let held: Vec<&str> = manifest
             .sources
@@ -117,7 +103,6 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         },
         keep_owner: args.keep_owner,
         keep_privileges: args.keep_privileges,
-        verify: !args.no_verify,
     };
     let mongo_options = mongo_restore::RestoreOptions {
         jobs,
@@ -140,46 +125,61 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         None => None,
     };
     let mongo_report = match &mongo {
-        Some(target) => {
-            let restore = mongo_restore::restore_database(
-                &archive,
-                target,
-                &mongo_options,
-                Arc::new(NoProgress),
-            )
-            .await?;
-            let verify = if args.no_verify {
-                None
-            } else {
-                Some(mongo_counts(&archive, target, &renames).await?)
-            };
-            Some(MongoReport { restore, verify })
-        }
+        Some(target) => Some(
+            mongo_restore::restore_database(&archive, target, &mongo_options, Arc::new(NoProgress))
+                .await?,
+        ),
         None => None,
     };
 
+    // V2 on what was just restored: the same check `dbkeeper verify --pg-url ...` runs.
+    let (mut pg_verify, mut mongo_verify) = (None, None);
+    if !args.no_verify {
+        let options = TargetOptions {
+            jobs,
+            deep: args.deep,
+            renames,
+        };
+        for check in
+            targets::verify_targets(&archive, pg.as_ref(), mongo.as_ref(), &options).await?
+        {
+            match check.engine {
+                Engine::Postgres => pg_verify = Some(check),
+                Engine::Mongo => mongo_verify = Some(check),
+            }
+        }
+    }
+
     let report = Report {
         archive: archive.path().display().to_string(),
-        postgres: pg_report,
-        mongo: mongo_report,
+        postgres: pg_report.map(|restore| PgReport {
+            restore,
+            verify: pg_verify,
+        }),
+        mongo: mongo_report.map(|restore| MongoReport {
+            restore,
+            verify: mongo_verify,
+        }),
         not_restored,
     };
-    let mismatches = report
-        .postgres
-        .as_ref()
-        .and_then(|r| r.verify.as_ref())
-        .map(|v| v.mismatches.len())
-        .unwrap_or(0)
-        + report
-            .mongo
-            .as_ref()
-            .and_then(|r| r.verify.as_ref())
-            .map(|v| v.mismatches.len())
-            .unwrap_or(0);
+    let checks: Vec<&TargetCheck> = [
+        report.postgres.as_ref().and_then(|r| r.verify.as_ref()),
+        report.mongo.as_ref().and_then(|r| r.verify.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mismatches: usize = checks.iter().map(|c| c.mismatches.len()).sum();
+    if !checks.is_empty() && mismatches == 0 {
+        // Remembered for `list`/`prune`; failing to write it changes nothing.
+        if let Err(e) = catalog::write_stamp(archive.path(), "restore") {
+            tracing::warn!("could not record the verification next to the archive: {e}");
+        }
+    }
     out.emit(&report, || print_human(&report))?;
     if mismatches > 0 {
         return Err(Error::CheckFailed(format!(
-            "{mismatches} table(s)/collection(s) do not have the archived count"
+            "the restored database(s) differ from the archive: {mismatches} mismatch(es)"
         )));
     }
     Ok(ExitCode::Ok)
@@ -200,42 +200,21 @@ fn renames(args: &RestoreArgs) -> Result<Vec<Rename>> {
         .collect()
 }
 
-/// Exact document counts of every restored collection against the manifest.
-async fn mongo_counts(
-    archive: &VerifiedArchive,
-    target: &MongoTarget,
-    renames: &[Rename],
-) -> Result<MongoCountReport> {
-    let db = target.database().await?;
-    let counts = mongo_inspect::collection_counts(&db).await?;
-    let mut report = MongoCountReport {
-        collections_checked: 0,
-        mismatches: Vec::new(),
-    };
-    for dataset in archive.manifest().datasets_of(Engine::Mongo) {
-        let name = renamed(renames, &dataset.name);
-        let actual = counts.get(&name).copied().unwrap_or(0);
-        report.collections_checked += 1;
-        if actual != dataset.rows {
-            report.mismatches.push(CountMismatch {
-                table: format!("{}.{name}", target.db_name()),
-                expected: dataset.rows,
-                actual,
-            });
-        }
+fn verified(check: &Option<TargetCheck>, objects: &str) -> String {
+    match check {
+        None => ", not verified".to_string(),
+        Some(c) if c.is_ok() => format!(
+            ", verified{} ({} {objects}, {} checks)",
+            if c.deep { " with content" } else { "" },
+            c.objects,
+            c.checks
+        ),
+        Some(c) => format!(", VERIFICATION FAILED: {} mismatch(es)", c.mismatches.len()),
     }
-    Ok(report)
 }
 
 fn print_human(report: &Report) {
-    if let Some(r) = &report.postgres {
-        let verified = match &r.verify {
-            Some(v) if v.mismatches.is_empty() => {
-                format!(", counts verified ({} tables)", v.tables_checked)
-            }
-            Some(v) => format!(", {} COUNT MISMATCHES", v.mismatches.len()),
-            None => ", not verified".to_string(),
-        };
+    if let Some(PgReport { restore: r, verify }) = &report.postgres {
         let skipped = r.skipped_owner_statements + r.skipped_privilege_statements;
         let skipped = if skipped > 0 {
             format!(
@@ -247,46 +226,35 @@ fn print_human(report: &Report) {
             String::new()
         };
         println!(
-            "restore: PostgreSQL {} tables, {} rows ({}) into {} ({}){verified}{skipped}",
+            "restore: PostgreSQL {} tables, {} rows ({}) into {} ({}){}{skipped}",
             r.tables,
             r.rows,
             human_bytes(r.raw_bytes),
             r.target,
             r.database_action,
+            verified(verify, "tables"),
         );
-        for m in r.verify.iter().flat_map(|v| &v.mismatches) {
-            println!(
-                "  mismatch: {} has {} rows, the archive has {}",
-                m.table, m.actual, m.expected
-            );
+        if let Some(check) = verify {
+            print_mismatches(&check.mismatches);
         }
     }
-    if let Some(m) = &report.mongo {
-        let verified = match &m.verify {
-            Some(v) if v.mismatches.is_empty() => {
-                format!(", counts verified ({} collections)", v.collections_checked)
-            }
-            Some(v) => format!(", {} COUNT MISMATCHES", v.mismatches.len()),
-            None => ", not verified".to_string(),
-        };
-        let failing = match m.restore.documents_failing_validator {
+    if let Some(MongoReport { restore: m, verify }) = &report.mongo {
+        let failing = match m.documents_failing_validator {
             0 => String::new(),
             n => format!(
                 "; {n} document(s) fail their collection's validator (restored as archived)"
             ),
         };
         println!(
-            "restore: MongoDB {} collections, {} views, {} documents into {}{verified}{failing}",
-            m.restore.collections.len(),
-            m.restore.views.len(),
-            m.restore.documents,
-            m.restore.database,
+            "restore: MongoDB {} collections, {} views, {} documents into {}{}{failing}",
+            m.collections.len(),
+            m.views.len(),
+            m.documents,
+            m.database,
+            verified(verify, "collections and views"),
         );
-        for x in m.verify.iter().flat_map(|v| &v.mismatches) {
-            println!(
-                "  mismatch: {} has {} documents, the archive has {}",
-                x.table, x.actual, x.expected
-            );
+        if let Some(check) = verify {
+            print_mismatches(&check.mismatches);
         }
     }
     for engine in &report.not_restored {

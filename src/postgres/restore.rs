@@ -11,14 +11,16 @@
 //!    ahead of the workers;
 //! 5. post-data schema after the load: index and key builds in parallel, then foreign keys,
 //!    triggers, policies and the rest in script order;
-//! 6. sequences (`setval`), then `REFRESH MATERIALIZED VIEW` for views that held data;
-//! 7. V2: exact `count(*)` of every table against the manifest, every mismatch reported.
+//! 6. sequences (`setval`), then `REFRESH MATERIALIZED VIEW` for views that held data.
+//!
+//! Proving the result (V2: counts, sequences, indexes, schema, content) is
+//! [`crate::postgres::verify`], which the caller runs afterwards, the same check `verify` runs.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -50,8 +52,6 @@ pub struct RestoreOptions {
     pub keep_owner: bool,
     /// Apply GRANT/REVOKE statements.
     pub keep_privileges: bool,
-    /// Compare exact row counts with the manifest afterwards.
-    pub verify: bool,
 }
 
 /// What a restore did.
@@ -70,8 +70,6 @@ pub struct RestoreReport {
     pub skipped_owner_statements: usize,
     pub skipped_privilege_statements: usize,
     pub seconds: RestoreTimings,
-    /// Present when counts were verified.
-    pub verify: Option<CountReport>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -80,21 +78,6 @@ pub struct RestoreTimings {
     pub data: f64,
     pub post_data: f64,
     pub finish: f64,
-    pub verify: f64,
-}
-
-/// V2 counts: every table's exact row count against the manifest.
-#[derive(Debug, Clone, Serialize)]
-pub struct CountReport {
-    pub tables_checked: usize,
-    pub mismatches: Vec<CountMismatch>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CountMismatch {
-    pub table: String,
-    pub expected: u64,
-    pub actual: u64,
 }
 
 /// The PostgreSQL part of an archive, with its metadata decoded.
@@ -225,13 +208,6 @@ pub async fn restore(
     refresh_matviews(&client, &meta).await?;
     timings.finish = lap(&mut clock);
 
-    let verify = if options.verify {
-        let report = count_check(&archive, target, &datasets, options.jobs).await?;
-        timings.verify = lap(&mut clock);
-        Some(report)
-    } else {
-        None
-    };
     let manifest = archive.manifest();
     Ok(RestoreReport {
         target: target.describe(),
@@ -249,7 +225,6 @@ pub async fn restore(
         skipped_owner_statements: pre.skipped_owner + post.skipped_owner,
         skipped_privilege_statements: pre.skipped_privileges + post.skipped_privileges,
         seconds: timings,
-        verify,
     })
 }
 
@@ -722,44 +697,4 @@ async fn refresh_matviews(client: &Client, meta: &PgArchiveMeta) -> Result<()> {
         pending = failed;
     }
     Ok(())
-}
-
-/// V2 counts: exact `count(*)` of every restored table against the manifest.
-pub async fn count_check(
-    archive: &VerifiedArchive,
-    target: &PgTarget,
-    datasets: &[usize],
-    jobs: usize,
-) -> Result<CountReport> {
-    let pool = target.pool(jobs.max(1))?;
-    let manifest = archive.manifest();
-    let counts = futures::stream::iter(datasets.iter().map(|&i| &manifest.datasets[i]))
-        .map(|dataset| {
-            let pool = &pool;
-            async move {
-                let client = target.get(pool).await?;
-                let actual =
-                    inspect::count_rows(&client, &dataset.namespace, &dataset.name).await?;
-                Ok::<_, Error>((dataset, actual as u64))
-            }
-        })
-        .buffer_unordered(jobs.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    let mut mismatches = Vec::new();
-    for result in counts {
-        let (dataset, actual) = result?;
-        if actual != dataset.rows {
-            mismatches.push(CountMismatch {
-                table: dataset.qualified_name(),
-                expected: dataset.rows,
-                actual,
-            });
-        }
-    }
-    mismatches.sort_by(|a, b| a.table.cmp(&b.table));
-    Ok(CountReport {
-        tables_checked: datasets.len(),
-        mismatches,
-    })
 }
