@@ -435,11 +435,12 @@ type CheckedParts = (Header, Manifest, HashMap<String, Location>);
 /// Cross-checks what the scan found against COMMIT and the manifest.
 fn check(scan: Scan, problems: &mut Problems) -> Option<CheckedParts> {
     let Some(commit) = scan.commit else {
+        let last = scan.order.last().map_or("(none)", String::as_str);
         problems.insert_first(
             COMMIT_MEMBER,
             format!(
-                "no {COMMIT_MEMBER} member: the archive is truncated or the backup that wrote it \
-                 did not finish"
+                "no {COMMIT_MEMBER} member: the archive ends after member {last}; it is \
+                 truncated or the backup that wrote it did not finish"
             ),
         );
         return None;
