@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# PostgreSQL backup/restore benchmark: dbkeeper vs pg_dump -Fd -j 2 / pg_restore -j 2.
+# PostgreSQL backup/restore benchmark: dbkeeper vs pg_dump -Fd -j 2 / pg_restore -j 2, and
+# what verification costs: the counts check (V2) restore runs, against the restore's time, and
+# `verify --deep` (V2 content digests of every row) against a raw COPY of every table to
+# /dev/null (reading the data once).
 #
 #   bench/pg.sh [SCALE] [RUNS]        (defaults: SCALE=0.2, RUNS=3)
 #
@@ -8,7 +11,8 @@
 # ratios the design targets (docs: DESIGN.md "Performance"), and peak RSS (/usr/bin/time -v).
 # Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a server whose database
 # part of the URL is a maintenance database (e.g. .../postgres); it creates and drops
-# dbk_bench_* databases there. Builds dbkeeper in release mode.
+# dbk_bench_* databases there (restore targets named ${DBKEEPER_BENCH_TAG:-dbk_bench}_r1/_r2, so
+# two people can run it on one server at once). Builds dbkeeper in release mode.
 #
 # Not a test: numbers depend on the machine; a shared 2-core box is noisy, so compare ratios
 # from one run, not absolute times across runs.
@@ -21,6 +25,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 URL=${DBKEEPER_BENCH_PG_URL:-${DBKEEPER_TEST_PG_URL:?set DBKEEPER_BENCH_PG_URL or DBKEEPER_TEST_PG_URL}}
 BASE=${URL%/*}
 SRC=dbk_bench_src
+R1=${DBKEEPER_BENCH_TAG:-dbk_bench}_r1
+R2=${DBKEEPER_BENCH_TAG:-dbk_bench}_r2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dbk-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -84,11 +90,12 @@ fi
 psql -X -At -d "$BASE/$SRC" -c "SELECT 'dataset: ' || pg_size_pretty(pg_database_size(current_database())) || ' on disk'" >&2
 
 # time_it NAME COMMAND...: runs the command under /usr/bin/time -v, appends "NAME seconds rss_kb".
+# stdout goes to $OUT (default /dev/null), e.g. a --json report to read timings from.
 time_it() {
     local name=$1; shift
     local start end
     start=$(date +%s.%N)
-    /usr/bin/time -v -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt" || {
+    /usr/bin/time -v -o "$WORK/time.txt" "$@" >"${OUT:-/dev/null}" 2>"$WORK/stderr.txt" || {
         cat "$WORK/stderr.txt" >&2; log "$name failed"; exit 1; }
     end=$(date +%s.%N)
     local rss
@@ -105,27 +112,43 @@ for run in $(seq 1 "$RUNS"); do
     time_it pg_dump pg_dump -Fd -j "$JOBS" -f "$WORK/pgd" -d "$BASE/$SRC"
     archive=$(ls "$WORK"/dbk/*.dbk.tar)
 
-    drop_db dbk_bench_r1; drop_db dbk_bench_r2
-    time_it dbk_restore "$DBK" --pg-url "$BASE/dbk_bench_r1" restore --jobs "$JOBS" "$archive"
-    psql_admin -c "CREATE DATABASE dbk_bench_r2"
-    time_it pg_restore pg_restore -j "$JOBS" -d "$BASE/dbk_bench_r2" "$WORK/pgd"
-    time_it dbk_verify "$DBK" verify "$archive"
+    drop_db "$R1"; drop_db "$R2"
+    # Restore verifies counts (V2) by default; its report says how long that took.
+    OUT="$WORK/restore.$run.json" time_it dbk_restore "$DBK" --pg-url "$BASE/$R1" \
+        restore --jobs "$JOBS" --json "$archive"
+    psql_admin -c "CREATE DATABASE $R2"
+    time_it pg_restore pg_restore -j "$JOBS" -d "$BASE/$R2" "$WORK/pgd"
+    time_it dbk_verify "$DBK" verify --jobs "$JOBS" "$archive"
+    # --deep: V0+V1 offline, then every row of the restored database re-read and digested.
+    OUT="$WORK/deep.$run.json" time_it dbk_verify_deep "$DBK" --pg-url "$BASE/$R1" \
+        verify --deep --jobs "$JOBS" --json "$archive"
+    # Reading the data once: COPY every table of the same restored database to /dev/null.
+    psql -X -At -d "$BASE/$R1" -c "SELECT format('COPY %I.%I TO STDOUT;', schemaname, tablename)
+        FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')" >"$WORK/copy.sql"
+    time_it raw_copy psql -X -q -d "$BASE/$R1" -f "$WORK/copy.sql"
     if [[ $run == 1 ]]; then
         log "archive $(du -h "$archive" | cut -f1), pg_dump -Fd $(du -sh "$WORK/pgd" | cut -f1)"
     fi
 done
-drop_db dbk_bench_r1; drop_db dbk_bench_r2
+drop_db "$R1"; drop_db "$R2"
 
-python3 - "$WORK/results.txt" "$SCALE" "$JOBS" <<'PY'
-import statistics, sys
+python3 - "$WORK/results.txt" "$SCALE" "$JOBS" "$WORK" <<'PY'
+import glob, json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 t = {}; rss = {}
 for name, secs, kb in rows:
     t.setdefault(name, []).append(float(secs)); rss[name] = max(rss.get(name, 0), int(kb))
 med = {k: statistics.median(v) for k, v in t.items()}
 print(f"scale {sys.argv[2]}, jobs {sys.argv[3]}, {len(t['dbk_backup'])} alternating runs (median wall seconds, max peak RSS)")
-for k in ["dbk_backup", "pg_dump", "dbk_restore", "pg_restore", "dbk_verify"]:
-    print(f"  {k:12} {med[k]:7.2f} s   {rss[k] / 1024:6.1f} MiB")
+for k in ["dbk_backup", "pg_dump", "dbk_restore", "pg_restore", "dbk_verify", "dbk_verify_deep", "raw_copy"]:
+    print(f"  {k:15} {med[k]:7.2f} s   {rss[k] / 1024:6.1f} MiB")
+counts = statistics.median(json.load(open(f))["postgres"]["verify"]["seconds"]
+                           for f in glob.glob(sys.argv[4] + "/restore.*.json"))
+deep = statistics.median(json.load(open(f))["targets"][0]["seconds"]
+                         for f in glob.glob(sys.argv[4] + "/deep.*.json"))
 print(f"  backup  ratio dbkeeper / pg_dump -Fd -j2  = {med['dbk_backup'] / med['pg_dump']:.2f} (target <= 0.7)")
 print(f"  restore ratio dbkeeper / pg_restore -j2   = {med['dbk_restore'] / med['pg_restore']:.2f} (target <= 0.8)")
+print(f"  counts verify (V2 in restore, {counts:.2f} s) / restore = {counts / med['dbk_restore']:.3f} (target < 0.10)")
+print(f"  --deep V2 ({deep:.2f} s) / raw COPY of all tables    = {deep / med['raw_copy']:.2f} (target <= 1.5)")
+print(f"  whole verify --deep (V0+V1+V2) / raw COPY     = {med['dbk_verify_deep'] / med['raw_copy']:.2f}")
 PY

@@ -329,6 +329,18 @@ async fn schema_changes_are_named_object_by_object() {
         ]),
         "{report:#}"
     );
+
+    // A URL from the environment (or dbkeeper.toml) is not compared: that is usually the
+    // production database, and `verify ARCHIVE` from cron must stay offline.
+    let out = dbkeeper(dir.path())
+        .env("DBKEEPER_PG_URL", &pg2.url)
+        .args(["verify", "--json"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{offline}");
+    assert_eq!(offline["levels"], serde_json::json!(["V0", "V1"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

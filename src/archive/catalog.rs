@@ -51,7 +51,8 @@ pub struct ArchiveSummary {
 /// Written after an archive passed verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerificationStamp {
-    /// What was checked: "archive" (V0), "decode" (V0+V1), "restore" (a restore verified counts).
+    /// What was checked: "archive" (V0), "decode" (V0+V1), "target" (V0+V1, and V2 against a
+    /// database), "restore" (a restore passed V0 and V2 on the restored data).
     pub level: String,
     pub verified_at: DateTime<Utc>,
     pub tool_version: String,

@@ -34,12 +34,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let out = Output {
         json: cli.global.json,
     };
+    // `verify` compares only databases named on its command line (see verify::run).
+    let named_targets = verify::NamedTargets {
+        pg: cli.global.pg_url.is_some(),
+        mongo: cli.global.mongo_url.is_some(),
+    };
     match cli.command {
         Command::Ping => ping::run(&settings, out).await,
         Command::Migrate(args) => migrate::run(args, &settings, out).await,
         Command::Backup(args) => backup::run(args, &settings, out).await,
         Command::Restore(args) => restore::run(args, &settings, out).await,
-        Command::Verify(args) => verify::run(args, &settings, out).await,
+        Command::Verify(args) => verify::run(args, &settings, named_targets, out).await,
         Command::List(args) => list::list(args, &settings, out),
         Command::Prune(args) => list::prune(args, &settings, out),
         Command::Completions { .. } | Command::Man => unreachable!("handled before configuration"),
