@@ -537,3 +537,30 @@ fn forge(archive: &[u8], member: &str, data: &[u8]) -> Vec<u8> {
     }
     out.into_inner().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renaming_restore_is_verified_under_the_new_names() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = backup(dir.path(), &pg, &mongo);
+    let mongo2 = MongoTestDb::create().await;
+    let out = dbkeeper(dir.path())
+        .args(["--mongo-url", &mongo2.url, "--json", "restore", "--deep"])
+        .args(["--ns-from", "users", "--ns-to", "people"])
+        .arg(&archive)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let restored: Value = serde_json::from_slice(&out).unwrap();
+    let check = &restored["mongo"]["verify"];
+    assert_eq!(check["mismatches"], serde_json::json!([]), "{restored:#}");
+    assert_eq!(check["objects"], 3);
+    assert!(restored["postgres"].is_null());
+    assert_eq!(restored["not_restored"], serde_json::json!(["postgres"]));
+    // The renamed collection really is where V2 looked.
+    let people = mongo2.db().await.collection::<Document>("people");
+    assert_eq!(people.count_documents(doc! {}).await.unwrap(), 200);
+}
