@@ -191,3 +191,109 @@ async fn backup_prune_applies_the_configured_policy_and_overlapping_runs_are_ref
         .code(4)
         .stderr(predicate::str::contains("locked by another dbkeeper run"));
 }
+
+#[tokio::test]
+async fn backup_first_takes_a_verified_backup_that_undoes_a_destructive_migration() {
+    let pg = PgTestDb::create().await;
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text);
+             INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 40) g;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/V1__drop_notes.sql"),
+        "DROP TABLE notes;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        "[backup]\noutput = \"archives\"\n",
+    )
+    .unwrap();
+
+    let out = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "migrate",
+            "up",
+            "--backup-first",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("backup before migrating"))
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let archive = report["backup_first"].as_str().unwrap().to_string();
+    assert!(archive.contains("archives"), "{report}");
+    assert_eq!(report["runs"][0]["steps"][0]["version"], 1);
+    let archive_path = dir.path().join(&archive);
+    let archive_path = if archive_path.exists() {
+        archive_path
+    } else {
+        archive.clone().into()
+    };
+    assert!(
+        dbkeeper::archive::catalog::read_stamp(&archive_path).is_some(),
+        "the backup was verified and stamped"
+    );
+
+    // The migration destroyed the data; the archive brings it back.
+    let restored = PgTestDb::create().await;
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &restored.url,
+            "restore",
+            archive_path.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let n: i64 = restored
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 40);
+}
+
+#[tokio::test]
+async fn backup_first_failure_applies_nothing() {
+    let pg = PgTestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/V1__t.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    // MongoDB is configured but unreachable: the backup fails, so no migration may run.
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            "mongodb://127.0.0.1:1/x",
+            "--connect-timeout",
+            "1",
+        ])
+        .args(["migrate", "up", "--engine", "postgres", "--backup-first"])
+        .assert()
+        .code(3);
+    let client = pg.client().await;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_tables WHERE tablename = 't'", &[])
+        .await
+        .unwrap();
+    assert!(exists.is_none(), "migration ran although the backup failed");
+}

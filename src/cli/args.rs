@@ -131,6 +131,9 @@ pub enum MigrateCommand {
         /// Stop after this version
         #[arg(long, value_name = "VERSION")]
         to: Option<i64>,
+        /// First take a backup of the configured databases and verify it; print its path
+        #[arg(long, conflicts_with = "dry_run")]
+        backup_first: bool,
         /// Print the plan and the scripts that would run; change nothing
         #[arg(long)]
         dry_run: bool,

@@ -12,7 +12,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use dbkeeper::archive::catalog;
 use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
+use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{pipeline, Header, Manifest, ARCHIVE_SUFFIX};
 use dbkeeper::config::Settings;
@@ -69,6 +71,58 @@ struct Dumps {
 }
 
 pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
+    let to_stdout = args.output.as_deref() == Some("-");
+    let report = perform(args, settings).await?;
+    let line = summary_line(&report);
+    if to_stdout {
+        // stdout carries the archive: the report goes to stderr.
+        if out.json {
+            let json = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
+            eprintln!("{json}");
+        } else {
+            eprintln!("{line}");
+        }
+    } else {
+        out.emit(&report, || println!("{line}"))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `migrate up --backup-first`: a backup into the configured directory, then checked as
+/// `verify` checks it (V0 and V1), so the migration only starts once a restorable copy exists.
+/// Returns the archive's path.
+pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
+    let args = BackupArgs {
+        output: None,
+        jobs: None,
+        compression_level: None,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        prune: false,
+        chunk_bytes: None,
+    };
+    let report = perform(args, settings).await?;
+    let path = PathBuf::from(&report.archive);
+    let jobs = settings.jobs;
+    let checked = path.clone();
+    blocking(move || {
+        let archive = VerifiedArchive::open(&checked)?;
+        let decoded = archive.verify_decode(jobs);
+        if !decoded.problems.is_empty() {
+            return Err(Error::CheckFailed(format!(
+                "the backup taken before migrating, {}, does not verify: {}",
+                checked.display(),
+                decoded.problems.join("; ")
+            )));
+        }
+        catalog::write_stamp(&checked, "decode")
+    })
+    .await?;
+    Ok(path)
+}
+
+async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     settings.require_any_engine()?;
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
@@ -175,20 +229,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
         mongo: mongo_summary,
         pruned,
     };
-    let line = summary_line(&report);
-    if matches!(destination, Destination::Stdout) {
-        // stdout carries the archive: the report goes to stderr.
-        if out.json {
-            let json = serde_json::to_string_pretty(&report)
-                .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
-            eprintln!("{json}");
-        } else {
-            eprintln!("{line}");
-        }
-    } else {
-        out.emit(&report, || println!("{line}"))?;
-    }
-    Ok(ExitCode::Ok)
+    Ok(report)
 }
 
 /// One line for cron logs: what was dumped, where, how big, how long.
