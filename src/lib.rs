@@ -14,6 +14,7 @@ pub mod error;
 pub mod migrate;
 pub mod mongo;
 pub mod postgres;
+pub mod progress;
 pub mod redact;
 pub mod retention;
 pub mod wait;

@@ -297,3 +297,69 @@ async fn backup_first_failure_applies_nothing() {
         .unwrap();
     assert!(exists.is_none(), "migration ran although the backup failed");
 }
+
+#[tokio::test]
+async fn json_events_stream_progress_and_cron_output_is_one_line() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not a terminal and no --json-events: one summary line, nothing on stderr.
+    let quiet = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "backup",
+            "--output",
+            ".",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(String::from_utf8_lossy(&quiet.stdout).lines().count(), 1);
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    let archive = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".dbk.tar"))
+        .unwrap();
+
+    let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
+    let out = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg2.url,
+            "--mongo-url",
+            &mongo2.url,
+            "--json-events",
+            "restore",
+        ])
+        .arg(&archive)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not NDJSON: {l}: {e}")))
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "start");
+    assert_eq!(events.first().unwrap()["phase"], "restore");
+    assert_eq!(events.first().unwrap()["total_records"], 250 + 121);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "finish");
+    assert_eq!(
+        last["records"],
+        250 + 121,
+        "every restored record was reported: {last}"
+    );
+    assert!(events.iter().any(|e| e["event"] == "progress"));
+}

@@ -56,6 +56,10 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Progress of long operations as NDJSON events on stderr (start/progress/finish)
+    #[arg(long, global = true)]
+    pub json_events: bool,
+
     /// More log output on stderr (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

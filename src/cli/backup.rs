@@ -25,6 +25,7 @@ use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::dump::{DumpOptions, PgDump, ENGINE_KEY};
 use dbkeeper::postgres::PgTarget;
+use dbkeeper::progress;
 use dbkeeper::{Engine, ExitCode};
 
 use super::args::BackupArgs;
@@ -124,6 +125,14 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
 
 async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     settings.require_any_engine()?;
+    // Totals are unknown until the data has been read: progress counts up without a bar.
+    progress::start("backup", None, None);
+    let result = perform_inner(args, settings).await;
+    progress::finish();
+    result
+}
+
+async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));

@@ -20,6 +20,7 @@ use dbkeeper::postgres::restore::{
     self as pg_restore, CountMismatch, ExistingTarget, RestoreOptions, RestoreReport,
 };
 use dbkeeper::postgres::PgTarget;
+use dbkeeper::progress;
 use dbkeeper::{Engine, ExitCode};
 
 use super::args::{RestoreArgs, RestoreMode};
@@ -135,28 +136,24 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         mongo_restore::preflight(&archive, target, &mongo_options).await?;
     }
 
-    let pg_report = match &pg {
-        Some(target) => Some(pg_restore::restore(archive.clone(), target, &pg_options).await?),
-        None => None,
-    };
-    let mongo_report = match &mongo {
-        Some(target) => {
-            let restore = mongo_restore::restore_database(
-                &archive,
-                target,
-                &mongo_options,
-                Arc::new(NoProgress),
-            )
-            .await?;
-            let verify = if args.no_verify {
-                None
-            } else {
-                Some(mongo_counts(&archive, target, &renames).await?)
-            };
-            Some(MongoReport { restore, verify })
-        }
-        None => None,
-    };
+    let restored = manifest.datasets.iter().filter(|d| match d.engine {
+        Engine::Postgres => pg.is_some(),
+        Engine::Mongo => mongo.is_some(),
+    });
+    let (records, raw_bytes) = restored.fold((0, 0), |(r, b), d| (r + d.rows, b + d.raw_bytes));
+    progress::start("restore", Some(records), Some(raw_bytes));
+    let restored = restore_engines(
+        &archive,
+        pg.as_ref(),
+        mongo.as_ref(),
+        &pg_options,
+        &mongo_options,
+        &args,
+        &renames,
+    )
+    .await;
+    progress::finish();
+    let (pg_report, mongo_report) = restored?;
 
     let report = Report {
         archive: archive.path().display().to_string(),
@@ -292,4 +289,41 @@ fn print_human(report: &Report) {
     for engine in &report.not_restored {
         println!("note: the archive's {engine} data was not restored (no target configured)");
     }
+}
+
+type Restored = (Option<RestoreReport>, Option<MongoReport>);
+
+/// Restores each engine that has a target, PostgreSQL first.
+async fn restore_engines(
+    archive: &Arc<VerifiedArchive>,
+    pg: Option<&PgTarget>,
+    mongo: Option<&MongoTarget>,
+    pg_options: &RestoreOptions,
+    mongo_options: &mongo_restore::RestoreOptions,
+    args: &RestoreArgs,
+    renames: &[Rename],
+) -> Result<Restored> {
+    let pg_report = match pg {
+        Some(target) => Some(pg_restore::restore(archive.clone(), target, pg_options).await?),
+        None => None,
+    };
+    let mongo_report = match mongo {
+        Some(target) => {
+            let restore = mongo_restore::restore_database(
+                archive,
+                target,
+                mongo_options,
+                Arc::new(NoProgress),
+            )
+            .await?;
+            let verify = if args.no_verify {
+                None
+            } else {
+                Some(mongo_counts(archive, target, renames).await?)
+            };
+            Some(MongoReport { restore, verify })
+        }
+        None => None,
+    };
+    Ok((pg_report, mongo_report))
 }

@@ -33,7 +33,14 @@ pub async fn run(args: VerifyArgs, settings: &Settings, out: Output) -> Result<E
     let jobs = settings.jobs;
     let checked = tokio::task::spawn_blocking(move || {
         VerifiedArchive::open(&path).map(|archive| {
+            let datasets = &archive.manifest().datasets;
+            dbkeeper::progress::start(
+                "verify",
+                Some(datasets.iter().map(|d| d.rows).sum()),
+                Some(datasets.iter().map(|d| d.raw_bytes).sum()),
+            );
             let decode = archive.verify_decode(jobs);
+            dbkeeper::progress::finish();
             (
                 archive.manifest().members.len(),
                 archive.member_bytes(),
