@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{doc, Bson, Document, RawDocument};
 use mongodb::Database;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::connect::short_error;
@@ -35,7 +34,6 @@ use super::metadata::{CollectionKind, CollectionMetadata};
 use super::namespace::{renamed, Rename};
 use super::progress::Progress;
 use super::MongoTarget;
-use crate::archive::chunk::DecodedChunk;
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
 use crate::archive::Dataset;
@@ -364,24 +362,25 @@ async fn restore_collection(
     progress.collection_started(name);
     let coll = db.collection::<&RawDocument>(name);
 
-    // Decompress on the blocking pool, one chunk ahead of the inserts.
-    let (tx, mut rx) = mpsc::channel::<Result<DecodedChunk>>(1);
-    let reader = {
-        let (archive, dataset) = (Arc::clone(archive), dataset.clone());
-        tokio::task::spawn_blocking(move || {
-            for chunk in &dataset.chunks {
-                let decoded = archive.read_chunk(&dataset, chunk);
-                let failed = decoded.is_err();
-                if tx.blocking_send(decoded).is_err() || failed {
-                    break;
-                }
-            }
-        })
+    // Decompress on the blocking pool, one chunk ahead of the inserts: at most two decoded
+    // chunks per worker exist at any time.
+    let dataset = Arc::new(dataset);
+    let decode = |index: usize| {
+        let (archive, dataset) = (Arc::clone(archive), Arc::clone(&dataset));
+        tokio::task::spawn_blocking(move || archive.read_chunk(&dataset, &dataset.chunks[index]))
     };
     let mut digest = ContentDigest::new();
     let mut inserted = 0u64;
-    while let Some(decoded) = rx.recv().await {
-        let decoded = decoded?;
+    let mut next = (!dataset.chunks.is_empty()).then(|| decode(0));
+    for index in 0..dataset.chunks.len() {
+        let decoded = next
+            .take()
+            .expect("the next chunk is always being decoded")
+            .await
+            .map_err(|e| Error::db(Engine::Mongo, format!("reading the archive failed: {e}")))??;
+        if index + 1 < dataset.chunks.len() {
+            next = Some(decode(index + 1));
+        }
         digest.merge(&decoded.digest);
         let documents = split_documents(&decoded.data).map_err(|message| {
             Error::bad_input(
@@ -406,9 +405,6 @@ async fn restore_collection(
             progress.chunk_done(name, documents, bytes);
         }
     }
-    reader
-        .await
-        .map_err(|e| Error::db(Engine::Mongo, format!("reading the archive failed: {e}")))?;
     if inserted != dataset.rows || digest.to_hex() != dataset.digest {
         return Err(Error::bad_input(
             format!("archive {}", archive.path().display()),
