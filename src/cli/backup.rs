@@ -177,6 +177,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
+                ..Default::default()
             };
             Some(mongo_dump::prepare(&target, &options).await?)
         }
