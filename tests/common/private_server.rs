@@ -79,8 +79,14 @@ impl PrivatePg {
             .unwrap();
         if running_as_root() {
             let ids = |flag: &str| {
-                let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
-                assert!(out.status.success(), "no `postgres` user to run the server as");
+                let out = Command::new("id")
+                    .args([flag, "postgres"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "no `postgres` user to run the server as"
+                );
                 String::from_utf8(out.stdout)
                     .unwrap()
                     .trim()
@@ -149,7 +155,16 @@ impl PrivatePg {
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data_dir(), "-o", &options, "-l", &log, "-w", "start"],
+            &[
+                "-D",
+                &self.data_dir(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
         );
         wait_for_port(self.port, Duration::from_secs(30), "private PostgreSQL");
     }
@@ -157,7 +172,10 @@ impl PrivatePg {
     /// Stops the server the hard way (`pg_ctl stop -m immediate`): every connection drops at
     /// once, as when a database server crashes.
     pub fn stop_immediately(&self) {
-        self.run("pg_ctl", &["-D", &self.data_dir(), "-m", "immediate", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", "immediate", "stop"],
+        );
     }
 
     /// The URL of database `db` on this server.
