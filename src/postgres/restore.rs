@@ -256,7 +256,6 @@ pub async fn restore(
     let Some((source, meta)) = archive_meta(&archive)? else {
         return Err(no_postgres_data(&archive));
     };
-    let dbname = target.dbname();
     let admin = connect_maintenance(target).await?;
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
@@ -265,11 +264,62 @@ pub async fn restore(
     set_restore_mark(&admin, target, &archive).await;
     drop(admin);
 
+    let result = restore_into(&archive, target, options, &meta, &psql, database_action).await;
+    match result {
+        // The archive lied in a way only decoding shows (V0 passed: every hash and the COMMIT
+        // agree, so it was forged or written by a broken tool). A database this run created
+        // holds nothing anyone had before: drop it, so the target is as it was.
+        Err(e @ Error::BadInput { .. }) if database_action == "created" => {
+            Err(drop_created_database(target, e).await)
+        }
+        other => other,
+    }
+}
+
+/// Drops the target database this restore created, after `cause` stopped the restore.
+async fn drop_created_database(target: &PgTarget, cause: Error) -> Error {
+    let dbname = target.dbname();
+    let dropped = match connect_maintenance(target).await {
+        Ok(admin) => admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&dbname)
+            ))
+            .await
+            .map_err(|e| describe_error(&e)),
+        Err(e) => Err(e.to_string()),
+    };
+    let note = match dropped {
+        Ok(()) => format!("the database {dbname} this restore had created was dropped again"),
+        Err(e) => format!(
+            "the database {dbname} this restore created could not be dropped ({e}); it is \
+             partly restored"
+        ),
+    };
+    match cause {
+        Error::BadInput { what, message } => Error::BadInput {
+            what,
+            message: format!("{message}\n{note}"),
+        },
+        other => other,
+    }
+}
+
+/// Everything after the target database is ready: schema, data, post-data, sequences, counts.
+async fn restore_into(
+    archive: &Arc<VerifiedArchive>,
+    target: &PgTarget,
+    options: &RestoreOptions,
+    meta: &PgArchiveMeta,
+    psql: &PgTool,
+    database_action: &'static str,
+) -> Result<RestoreReport> {
+    let dbname = target.dbname();
     let mut timings = RestoreTimings::default();
     let mut clock = Instant::now();
     let pre = run_schema(
-        &archive,
-        &psql,
+        archive,
+        psql,
         target,
         &meta.pre_data_member,
         options,
@@ -286,22 +336,22 @@ pub async fn restore(
         .filter(|(_, d)| d.engine == Engine::Postgres)
         .map(|(i, _)| i)
         .collect();
-    let chunks = load_data(&archive, target, &datasets, options.jobs).await?;
+    let chunks = load_data(archive, target, &datasets, options.jobs).await?;
     timings.data = lap(&mut clock);
 
     crate::faultpoint::pause("post-data");
-    let post = run_post_data(&archive, target, &meta.post_data_member, options).await?;
+    let post = run_post_data(archive, target, &meta.post_data_member, options).await?;
     timings.post_data = lap(&mut clock);
 
     let client = target.connect().await?;
-    set_sequences(&client, &meta).await?;
-    refresh_matviews(&client, &meta).await?;
+    set_sequences(&client, meta).await?;
+    refresh_matviews(&client, meta).await?;
     drop(client);
     clear_restore_mark(target).await?;
     timings.finish = lap(&mut clock);
 
     let verify = if options.verify {
-        let report = count_check(&archive, target, &datasets, options.jobs).await?;
+        let report = count_check(archive, target, &datasets, options.jobs).await?;
         timings.verify = lap(&mut clock);
         Some(report)
     } else {
