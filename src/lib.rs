@@ -11,6 +11,7 @@ pub mod archive;
 pub mod config;
 pub mod dirlock;
 pub mod error;
+pub mod faultpoint;
 pub mod migrate;
 pub mod mongo;
 pub mod postgres;

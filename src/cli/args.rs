@@ -109,7 +109,8 @@ pub struct MigrateArgs {
     #[arg(long, global = true, value_enum)]
     pub engine: Option<EngineArg>,
 
-    /// Seconds to wait for another runner's migration lock
+    /// Seconds to wait for another runner's migration lock (and, on PostgreSQL, the longest a
+    /// migration statement waits for a table lock)
     #[arg(long, global = true, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
 

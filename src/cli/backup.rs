@@ -16,7 +16,7 @@ use dbkeeper::archive::catalog;
 use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
-use dbkeeper::archive::{pipeline, Header, Manifest, ARCHIVE_SUFFIX};
+use dbkeeper::archive::{catalog, pipeline, Header, Manifest, ARCHIVE_SUFFIX, PARTIAL_SUFFIX};
 use dbkeeper::config::Settings;
 use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::{Error, Result};
@@ -148,7 +148,13 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
     let destination = destination(args.output.as_deref(), settings, created_at)?;
     // Two overlapping runs (cron meeting a slow previous run) must not share a directory.
     let _lock = match &destination {
-        Destination::File(path) => Some(DirLock::acquire(parent_dir(path), "backup")?),
+        Destination::File(path) => {
+            let lock = DirLock::acquire(parent_dir(path), "backup")?;
+            // Under the lock no other backup writes here: partial files are leftovers of a
+            // killed run.
+            catalog::remove_stale_partials(parent_dir(path), Some(&partial_path(path)))?;
+            Some(lock)
+        }
         Destination::Stdout => None,
     };
 
@@ -193,8 +199,11 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         Destination::File(path) => {
             let writer = ArchiveWriter::create_file(path, &header)?;
             let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
-            let (path, manifest) =
-                blocking(move || writer.finish_file(&mut manifest).map(|p| (p, manifest))).await?;
+            let (path, manifest) = blocking(move || {
+                dbkeeper::faultpoint::pause("manifest");
+                writer.finish_file(&mut manifest).map(|p| (p, manifest))
+            })
+            .await?;
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             (manifest, mongo, path.display().to_string(), bytes)
         }
@@ -274,6 +283,13 @@ fn summary_line(report: &BackupReport) -> String {
         human_bytes(report.bytes),
         report.seconds
     )
+}
+
+/// Where [`ArchiveWriter::create_file`] writes `path` until it is complete.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(PARTIAL_SUFFIX);
+    PathBuf::from(name)
 }
 
 fn parent_dir(path: &Path) -> &Path {

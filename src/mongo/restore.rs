@@ -163,28 +163,58 @@ pub async fn restore_database(
 
     let db = target.database().await?;
     let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;
-    for item in plan
-        .iter()
-        .filter(|p| p.definition.kind == CollectionKind::Collection)
-    {
-        create(&db, item).await?;
-    }
+    let filled = async {
+        for item in plan
+            .iter()
+            .filter(|p| p.definition.kind == CollectionKind::Collection)
+        {
+            create(&db, item).await?;
+        }
 
-    let queue: VecDeque<Planned> = plan
-        .iter()
-        .filter(|p| p.dataset.is_some())
-        .cloned()
-        .collect();
-    let collections = insert_all(archive, &db, queue, options, progress).await?;
+        let queue: VecDeque<Planned> = plan
+            .iter()
+            .filter(|p| p.dataset.is_some())
+            .cloned()
+            .collect();
+        let collections = insert_all(archive, &db, queue, options, progress).await?;
 
-    let mut views = Vec::new();
-    for item in plan
-        .iter()
-        .filter(|p| p.definition.kind == CollectionKind::View)
-    {
-        create(&db, item).await?;
-        views.push(item.target_name.clone());
+        let mut views = Vec::new();
+        for item in plan
+            .iter()
+            .filter(|p| p.definition.kind == CollectionKind::View)
+        {
+            create(&db, item).await?;
+            views.push(item.target_name.clone());
+        }
+        Ok::<_, Error>((collections, views))
     }
+    .await;
+    let (collections, views) = match filled {
+        // The archive lied in a way only decoding shows (V0 passed, so it was forged or written
+        // by a broken tool). In create mode none of the planned collections existed before:
+        // drop them again, so the target is as it was.
+        Err(Error::BadInput { what, message }) if options.mode == RestoreMode::Create => {
+            let mut note = String::from("the collections this restore had created were dropped");
+            for item in &plan {
+                let dropped = db
+                    .collection::<mongodb::bson::Document>(&item.target_name)
+                    .drop()
+                    .await;
+                if let Err(e) = dropped {
+                    note = format!(
+                        "dropping the collections this restore created failed at {}: {e}",
+                        item.target_name
+                    );
+                    break;
+                }
+            }
+            return Err(Error::BadInput {
+                what,
+                message: format!("{message}\n{note}"),
+            });
+        }
+        other => other?,
+    };
 
     Ok(MongoRestoreReport {
         database: target.db_name().to_string(),
