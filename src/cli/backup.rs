@@ -12,7 +12,6 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use dbkeeper::archive::catalog;
 use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
