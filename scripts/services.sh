@@ -388,7 +388,11 @@ mongo_start() {
         ensure_secantus_py
         # :memory: = a temp WiredTiger home deleted on shutdown: every start
         # is a clean server, and tests never see a previous run's leftovers.
-        cmd=("$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory:)
+        # A test run writes a few hundred MB (documents near 16 MB, snapshot reads keeping
+        # history): the default 1G cache filled up (WT_CACHE_FULL) on repeated runs. The
+        # oplog is bounded for the same reason; tests never read it.
+        cmd=("$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory:
+             --cache-size "${DBKEEPER_SERVICES_MONGO_CACHE:-4G}" --oplog-max-entries 20000)
     fi
 
     log "MongoDB: starting SecantusDB ($kind) on 127.0.0.1:$MONGO_PORT (log: $SECANTUS_LOG)"

@@ -192,3 +192,175 @@ async fn backup_prune_applies_the_configured_policy_and_overlapping_runs_are_ref
         .code(4)
         .stderr(predicate::str::contains("locked by another dbkeeper run"));
 }
+
+#[tokio::test]
+async fn backup_first_takes_a_verified_backup_that_undoes_a_destructive_migration() {
+    let pg = PgTestDb::create().await;
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text);
+             INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 40) g;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/V1__drop_notes.sql"),
+        "DROP TABLE notes;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        "[backup]\noutput = \"archives\"\n",
+    )
+    .unwrap();
+
+    let out = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "migrate",
+            "up",
+            "--backup-first",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("backup before migrating"))
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let archive = report["backup_first"].as_str().unwrap().to_string();
+    assert!(archive.contains("archives"), "{report}");
+    assert_eq!(report["runs"][0]["steps"][0]["version"], 1);
+    let archive_path = dir.path().join(&archive);
+    let archive_path = if archive_path.exists() {
+        archive_path
+    } else {
+        archive.clone().into()
+    };
+    assert!(
+        dbkeeper::archive::catalog::read_stamp(&archive_path).is_some(),
+        "the backup was verified and stamped"
+    );
+
+    // The migration destroyed the data; the archive brings it back.
+    let restored = PgTestDb::create().await;
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &restored.url,
+            "restore",
+            archive_path.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let n: i64 = restored
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 40);
+}
+
+#[tokio::test]
+async fn backup_first_failure_applies_nothing() {
+    let pg = PgTestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/V1__t.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    // MongoDB is configured but unreachable: the backup fails, so no migration may run.
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            "mongodb://127.0.0.1:1/x",
+            "--connect-timeout",
+            "1",
+        ])
+        .args(["migrate", "up", "--engine", "postgres", "--backup-first"])
+        .assert()
+        .code(3);
+    let client = pg.client().await;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_tables WHERE tablename = 't'", &[])
+        .await
+        .unwrap();
+    assert!(exists.is_none(), "migration ran although the backup failed");
+}
+
+#[tokio::test]
+async fn json_events_stream_progress_and_cron_output_is_one_line() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not a terminal and no --json-events: one summary line, nothing on stderr.
+    let quiet = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "backup",
+            "--output",
+            ".",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(String::from_utf8_lossy(&quiet.stdout).lines().count(), 1);
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    let archive = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".dbk.tar"))
+        .unwrap();
+
+    let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
+    let out = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg2.url,
+            "--mongo-url",
+            &mongo2.url,
+            "--json-events",
+            "restore",
+        ])
+        .arg(&archive)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not NDJSON: {l}: {e}")))
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "start");
+    assert_eq!(events.first().unwrap()["phase"], "restore");
+    assert_eq!(events.first().unwrap()["total_records"], 250 + 121);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "finish");
+    assert_eq!(
+        last["records"],
+        250 + 121,
+        "every restored record was reported: {last}"
+    );
+    assert!(events.iter().any(|e| e["event"] == "progress"));
+}

@@ -222,3 +222,42 @@ pub fn delete_archive(archive: &Path) -> Result<()> {
     let _ = std::fs::remove_file(stamp_path(archive));
     Ok(())
 }
+
+/// Removes the `*.dbk.tar.partial` files in `dir`, plus `own_partial` (the partial file this
+/// backup is about to create, whatever its name), and returns what was removed.
+///
+/// Only call this while holding the directory's [`crate::dirlock::DirLock`]: the lock
+/// guarantees no other backup is writing into `dir`, so every partial file found is left over
+/// from a run that was killed (SIGKILL, power loss) before it could delete its own. Without this
+/// they would pile up, and a killed `--output FILE.tar` run would block the next one forever
+/// (the partial file is created with `O_EXCL`).
+pub fn remove_stale_partials(dir: &Path, own_partial: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("reading backup directory {}", dir.display()), e))?;
+    let partial_suffix = format!("{ARCHIVE_SUFFIX}{}", super::PARTIAL_SUFFIX);
+    let mut stale: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&partial_suffix))
+        })
+        .collect();
+    stale.extend(own_partial.map(Path::to_path_buf));
+    stale.sort();
+    stale.dedup();
+    let mut removed = Vec::new();
+    for path in stale {
+        if !path.is_file() {
+            continue;
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("removing stale {}", path.display()), e))?;
+        tracing::warn!(
+            "removed {}, left over by a backup that did not finish",
+            path.display()
+        );
+        removed.push(path);
+    }
+    Ok(removed)
+}

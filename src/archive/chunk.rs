@@ -171,6 +171,7 @@ impl RawChunk {
             .write_all(&self.data)
             .and_then(|()| encoder.finish())
             .map_err(|e| Error::io(format!("compressing archive member {name}"), e))?;
+        crate::progress::chunk(self.rows(), self.data.len() as u64);
         Ok(CompressedChunk {
             rows: self.rows(),
             raw_bytes: self.data.len() as u64,
@@ -220,6 +221,7 @@ pub fn decode(gz: &[u8], raw_bytes: u64, format: RecordFormat) -> Result<Decoded
     }
     let mut digest = ContentDigest::new();
     format.for_each_record(&data, |record| digest.add(record))?;
+    crate::progress::chunk(digest.count(), raw_bytes);
     Ok(DecodedChunk { data, digest })
 }
 

@@ -435,12 +435,15 @@ type CheckedParts = (Header, Manifest, HashMap<String, Location>);
 /// Cross-checks what the scan found against COMMIT and the manifest.
 fn check(scan: Scan, problems: &mut Problems) -> Option<CheckedParts> {
     let Some(commit) = scan.commit else {
-        let last = scan.order.last().map_or("(none)", String::as_str);
+        let ends = match scan.order.last() {
+            Some(last) => format!("the archive ends after member {last}"),
+            None => "the archive holds no complete member".to_string(),
+        };
         problems.insert_first(
             COMMIT_MEMBER,
             format!(
-                "no {COMMIT_MEMBER} member: the archive ends after member {last}; it is \
-                 truncated or the backup that wrote it did not finish"
+                "no {COMMIT_MEMBER} member: {ends}; it is truncated or the backup that wrote it \
+                 did not finish"
             ),
         );
         return None;

@@ -56,6 +56,10 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Progress of long operations as NDJSON events on stderr (start/progress/finish)
+    #[arg(long, global = true)]
+    pub json_events: bool,
+
     /// More log output on stderr (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -105,7 +109,8 @@ pub struct MigrateArgs {
     #[arg(long, global = true, value_enum)]
     pub engine: Option<EngineArg>,
 
-    /// Seconds to wait for another runner's migration lock
+    /// Seconds to wait for another runner's migration lock (and, on PostgreSQL, the longest a
+    /// migration statement waits for a table lock)
     #[arg(long, global = true, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
 
@@ -131,6 +136,9 @@ pub enum MigrateCommand {
         /// Stop after this version
         #[arg(long, value_name = "VERSION")]
         to: Option<i64>,
+        /// First take a backup of the configured databases and verify it; print its path
+        #[arg(long, conflicts_with = "dry_run")]
+        backup_first: bool,
         /// Print the plan and the scripts that would run; change nothing
         #[arg(long)]
         dry_run: bool,

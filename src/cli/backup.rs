@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
+use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
-use dbkeeper::archive::{pipeline, Header, Manifest, ARCHIVE_SUFFIX};
+use dbkeeper::archive::{catalog, pipeline, Header, Manifest, ARCHIVE_SUFFIX, PARTIAL_SUFFIX};
 use dbkeeper::config::Settings;
 use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::{Error, Result};
@@ -23,6 +24,7 @@ use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::dump::{DumpOptions, PgDump, ENGINE_KEY};
 use dbkeeper::postgres::PgTarget;
+use dbkeeper::progress;
 use dbkeeper::{Engine, ExitCode};
 
 use super::args::BackupArgs;
@@ -69,7 +71,72 @@ struct Dumps {
 }
 
 pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
+    let to_stdout = args.output.as_deref() == Some("-");
+    let report = perform(args, settings).await?;
+    let line = summary_line(&report);
+    if to_stdout {
+        // stdout carries the archive: the report goes to stderr.
+        if out.json {
+            let json = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
+            eprintln!("{json}");
+        } else {
+            eprintln!("{line}");
+        }
+    } else {
+        out.emit(&report, || println!("{line}"))?;
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `migrate up --backup-first`: a backup into the configured directory, then checked as
+/// `verify` checks it (V0 and V1), so the migration only starts once a restorable copy exists.
+/// Returns the archive's path.
+pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
+    let args = BackupArgs {
+        output: None,
+        jobs: None,
+        compression_level: None,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        prune: false,
+        chunk_bytes: None,
+    };
+    let report = perform(args, settings).await?;
+    let path = PathBuf::from(&report.archive);
+    let jobs = settings.jobs;
+    let checked = path.clone();
+    blocking(move || {
+        let archive = VerifiedArchive::open(&checked)?;
+        let decoded = archive.verify_decode(jobs);
+        if !decoded.problems.is_empty() {
+            return Err(Error::CheckFailed(format!(
+                "the backup taken before migrating, {}, does not verify: {}",
+                checked.display(),
+                decoded
+                    .problems
+                    .iter()
+                    .map(|p| p.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        catalog::write_stamp(&checked, "decode")
+    })
+    .await?;
+    Ok(path)
+}
+
+async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     settings.require_any_engine()?;
+    // Totals are unknown until the data has been read: progress counts up without a bar.
+    progress::start("backup", None, None);
+    let result = perform_inner(args, settings).await;
+    progress::finish();
+    result
+}
+
+async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
@@ -85,7 +152,13 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
     let destination = destination(args.output.as_deref(), settings, created_at)?;
     // Two overlapping runs (cron meeting a slow previous run) must not share a directory.
     let _lock = match &destination {
-        Destination::File(path) => Some(DirLock::acquire(parent_dir(path), "backup")?),
+        Destination::File(path) => {
+            let lock = DirLock::acquire(parent_dir(path), "backup")?;
+            // Under the lock no other backup writes here: partial files are leftovers of a
+            // killed run.
+            catalog::remove_stale_partials(parent_dir(path), Some(&partial_path(path)))?;
+            Some(lock)
+        }
         Destination::Stdout => None,
     };
 
@@ -114,6 +187,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
+                ..Default::default()
             };
             Some(mongo_dump::prepare(&target, &options).await?)
         }
@@ -129,8 +203,11 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
         Destination::File(path) => {
             let writer = ArchiveWriter::create_file(path, &header)?;
             let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
-            let (path, manifest) =
-                blocking(move || writer.finish_file(&mut manifest).map(|p| (p, manifest))).await?;
+            let (path, manifest) = blocking(move || {
+                dbkeeper::faultpoint::pause("manifest");
+                writer.finish_file(&mut manifest).map(|p| (p, manifest))
+            })
+            .await?;
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             (manifest, mongo, path.display().to_string(), bytes)
         }
@@ -175,20 +252,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
         mongo: mongo_summary,
         pruned,
     };
-    let line = summary_line(&report);
-    if matches!(destination, Destination::Stdout) {
-        // stdout carries the archive: the report goes to stderr.
-        if out.json {
-            let json = serde_json::to_string_pretty(&report)
-                .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
-            eprintln!("{json}");
-        } else {
-            eprintln!("{line}");
-        }
-    } else {
-        out.emit(&report, || println!("{line}"))?;
-    }
-    Ok(ExitCode::Ok)
+    Ok(report)
 }
 
 /// One line for cron logs: what was dumped, where, how big, how long.
@@ -223,6 +287,13 @@ fn summary_line(report: &BackupReport) -> String {
         human_bytes(report.bytes),
         report.seconds
     )
+}
+
+/// Where [`ArchiveWriter::create_file`] writes `path` until it is complete.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(PARTIAL_SUFFIX);
+    PathBuf::from(name)
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -24,7 +24,27 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
     match args.command {
         MigrateCommand::Status { exit_code } => status(&ctx, out, exit_code, false).await,
         MigrateCommand::Validate => status(&ctx, out, true, true).await,
-        MigrateCommand::Up { to, dry_run } => up(&ctx, out, to, dry_run).await,
+        MigrateCommand::Up {
+            to,
+            dry_run,
+            backup_first,
+        } => {
+            let backup = if backup_first {
+                // Before the lock and before anything is applied: a data-destroying migration
+                // can then be undone with `dbkeeper restore`.
+                let archive = super::backup::verified_backup(settings).await?;
+                eprintln!(
+                    "backup before migrating: {} (verified; undo with `dbkeeper restore {} \
+                     --mode replace`)",
+                    archive.display(),
+                    archive.display()
+                );
+                Some(archive)
+            } else {
+                None
+            };
+            up(&ctx, out, to, dry_run, backup).await
+        }
         MigrateCommand::Down { steps, to, dry_run } => down(&ctx, out, steps, to, dry_run).await,
         MigrateCommand::New { name } => new(&ctx, out, &name),
         MigrateCommand::Baseline { version } => baseline(&ctx, out, version).await,
@@ -217,7 +237,13 @@ async fn status(
     })
 }
 
-async fn up(ctx: &Context<'_>, out: Output, to: Option<i64>, dry_run: bool) -> Result<ExitCode> {
+async fn up(
+    ctx: &Context<'_>,
+    out: Output,
+    to: Option<i64>,
+    dry_run: bool,
+    backup: Option<PathBuf>,
+) -> Result<ExitCode> {
     let run = RunInfo::current();
     let mut reports = Vec::new();
     for &engine in &ctx.engines {
@@ -238,7 +264,7 @@ async fn up(ctx: &Context<'_>, out: Output, to: Option<i64>, dry_run: bool) -> R
             break;
         }
     }
-    print_runs(out, &reports)
+    print_runs(out, &reports, backup)
 }
 
 async fn down(
@@ -269,11 +295,16 @@ async fn down(
             break;
         }
     }
-    print_runs(out, &reports)
+    print_runs(out, &reports, None)
 }
 
-fn print_runs(out: Output, reports: &[RunReport]) -> Result<ExitCode> {
-    out.emit(&serde_json::json!({ "runs": reports }), || {
+/// `backup`: the archive `--backup-first` took, reported with the runs.
+fn print_runs(out: Output, reports: &[RunReport], backup: Option<PathBuf>) -> Result<ExitCode> {
+    let mut json = serde_json::json!({ "runs": reports });
+    if let Some(path) = &backup {
+        json["backup_first"] = serde_json::json!(path);
+    }
+    out.emit(&json, || {
         for r in reports {
             let verb = match (r.direction, r.dry_run) {
                 (runner::Direction::Up, false) => "applied",

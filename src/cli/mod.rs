@@ -7,6 +7,7 @@ mod list;
 mod migrate;
 pub mod output;
 mod ping;
+mod progress;
 mod restore;
 mod targets;
 mod verify;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     dbkeeper::wait::set_wait_for_servers(Duration::from_secs(cli.global.wait));
+    progress::install(cli.global.json_events, cli.global.quiet);
     let settings = settings_from(&cli)?;
     let out = Output {
         json: cli.global.json,

@@ -18,9 +18,12 @@ use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
 use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::restore::{self as mongo_restore, MongoRestoreReport};
+use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::restore::{
     self as pg_restore, ExistingTarget, RestoreOptions, RestoreReport,
 };
+use dbkeeper::postgres::PgTarget;
+use dbkeeper::progress;
 use dbkeeper::verify::TargetCheck;
 use dbkeeper::{Engine, ExitCode};
 
@@ -120,17 +123,22 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         mongo_restore::preflight(&archive, target, &mongo_options).await?;
     }
 
-    let pg_report = match &pg {
-        Some(target) => Some(pg_restore::restore(archive.clone(), target, &pg_options).await?),
-        None => None,
-    };
-    let mongo_report = match &mongo {
-        Some(target) => Some(
-            mongo_restore::restore_database(&archive, target, &mongo_options, Arc::new(NoProgress))
-                .await?,
-        ),
-        None => None,
-    };
+    let restored = manifest.datasets.iter().filter(|d| match d.engine {
+        Engine::Postgres => pg.is_some(),
+        Engine::Mongo => mongo.is_some(),
+    });
+    let (records, raw_bytes) = restored.fold((0, 0), |(r, b), d| (r + d.rows, b + d.raw_bytes));
+    progress::start("restore", Some(records), Some(raw_bytes));
+    let restored = restore_engines(
+        &archive,
+        pg.as_ref(),
+        mongo.as_ref(),
+        &pg_options,
+        &mongo_options,
+    )
+    .await;
+    progress::finish();
+    let (pg_report, mongo_report) = restored?;
 
     // V2 on what was just restored: the same check `dbkeeper verify --pg-url ...` runs.
     let (mut pg_verify, mut mongo_verify) = (None, None);
@@ -204,8 +212,8 @@ fn verified(check: &Option<TargetCheck>, objects: &str) -> String {
     match check {
         None => ", not verified".to_string(),
         Some(c) if c.is_ok() => format!(
-            ", verified{} ({} {objects}, {} checks)",
-            if c.deep { " with content" } else { "" },
+            ", counts {}verified ({} {objects}, {} checks with definitions)",
+            if c.deep { "and content " } else { "" },
             c.objects,
             c.checks
         ),
@@ -260,4 +268,29 @@ fn print_human(report: &Report) {
     for engine in &report.not_restored {
         println!("note: the archive's {engine} data was not restored (no target configured)");
     }
+}
+
+type Restored = (Option<RestoreReport>, Option<MongoRestoreReport>);
+
+/// Restores each engine that has a target, PostgreSQL first. (Verification comes after, on
+/// everything at once.)
+async fn restore_engines(
+    archive: &Arc<VerifiedArchive>,
+    pg: Option<&PgTarget>,
+    mongo: Option<&MongoTarget>,
+    pg_options: &RestoreOptions,
+    mongo_options: &mongo_restore::RestoreOptions,
+) -> Result<Restored> {
+    let pg_report = match pg {
+        Some(target) => Some(pg_restore::restore(archive.clone(), target, pg_options).await?),
+        None => None,
+    };
+    let mongo_report = match mongo {
+        Some(target) => Some(
+            mongo_restore::restore_database(archive, target, mongo_options, Arc::new(NoProgress))
+                .await?,
+        ),
+        None => None,
+    };
+    Ok((pg_report, mongo_report))
 }

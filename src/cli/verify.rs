@@ -84,10 +84,28 @@ pub async fn run(
     if report.ok {
         Ok(ExitCode::Ok)
     } else {
+        // stderr alone (cron mail, CI logs) should say what is wrong, not only that something is.
+        const SHOWN: usize = 3;
+        let mut first: Vec<&str> = report
+            .mismatches
+            .iter()
+            .take(SHOWN)
+            .map(|m| m.message.as_str())
+            .collect();
+        if report.mismatches.len() > SHOWN {
+            first.push("...");
+        }
+        let verdict = if offline_ok {
+            "failed verification"
+        } else {
+            // The same words restore uses for an archive it will not touch.
+            "is damaged or incomplete; refusing to use it"
+        };
         Err(Error::CheckFailed(format!(
-            "archive {} failed verification: {} mismatch(es)",
+            "archive {} {verdict}: {} mismatch(es): {}",
             report.archive,
-            report.mismatches.len()
+            report.mismatches.len(),
+            first.join("; ")
         )))
     }
 }
@@ -101,7 +119,17 @@ async fn offline(
     let (checked, decode) = tokio::task::spawn_blocking(move || {
         let checked = VerifiedArchive::check(&path)?;
         let decode = match &checked {
-            Checked::Verified(archive) => Some(archive.verify_decode(jobs)),
+            Checked::Verified(archive) => {
+                let datasets = &archive.manifest().datasets;
+                dbkeeper::progress::start(
+                    "verify",
+                    Some(datasets.iter().map(|d| d.rows).sum()),
+                    Some(datasets.iter().map(|d| d.raw_bytes).sum()),
+                );
+                let decode = archive.verify_decode(jobs);
+                dbkeeper::progress::finish();
+                Some(decode)
+            }
             Checked::Damaged(_) => None,
         };
         Ok::<_, Error>((checked, decode))

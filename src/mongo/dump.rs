@@ -56,6 +56,10 @@ pub struct DumpOptions {
     pub include: Vec<String>,
     /// Glob patterns of collections to skip.
     pub exclude: Vec<String>,
+    /// Read every collection at one cluster time when the server allows it (the default). Off,
+    /// collections are read one after another (no snapshot history is pinned on the server
+    /// while a long dump runs), and the manifest says so.
+    pub snapshot_reads: bool,
 }
 
 impl Default for DumpOptions {
@@ -66,6 +70,7 @@ impl Default for DumpOptions {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             include: Vec::new(),
             exclude: Vec::new(),
+            snapshot_reads: true,
         }
     }
 }
@@ -165,6 +170,7 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         .find(|d| d.kind == CollectionKind::Collection)
         .map(|d| d.name.clone());
     let (snapshot, snapshot_unavailable) = match first_collection {
+        _ if !options.snapshot_reads => (None, Some("snapshot reads were turned off".to_string())),
         None => (
             None,
             Some("the dump has no collections to read".to_string()),

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{doc, Bson, Document, RawDocument};
 use mongodb::Database;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::connect::short_error;
@@ -35,7 +34,6 @@ use super::metadata::{CollectionKind, CollectionMetadata};
 use super::namespace::{renamed, Rename};
 use super::progress::Progress;
 use super::MongoTarget;
-use crate::archive::chunk::DecodedChunk;
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
 use crate::archive::Dataset;
@@ -166,28 +164,58 @@ pub async fn restore_database(
 
     let db = target.database().await?;
     let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;
-    for item in plan
-        .iter()
-        .filter(|p| p.definition.kind == CollectionKind::Collection)
-    {
-        create(&db, item).await?;
-    }
+    let filled = async {
+        for item in plan
+            .iter()
+            .filter(|p| p.definition.kind == CollectionKind::Collection)
+        {
+            create(&db, item).await?;
+        }
 
-    let queue: VecDeque<Planned> = plan
-        .iter()
-        .filter(|p| p.dataset.is_some())
-        .cloned()
-        .collect();
-    let collections = insert_all(archive, &db, queue, options, progress).await?;
+        let queue: VecDeque<Planned> = plan
+            .iter()
+            .filter(|p| p.dataset.is_some())
+            .cloned()
+            .collect();
+        let collections = insert_all(archive, &db, queue, options, progress).await?;
 
-    let mut views = Vec::new();
-    for item in plan
-        .iter()
-        .filter(|p| p.definition.kind == CollectionKind::View)
-    {
-        create(&db, item).await?;
-        views.push(item.target_name.clone());
+        let mut views = Vec::new();
+        for item in plan
+            .iter()
+            .filter(|p| p.definition.kind == CollectionKind::View)
+        {
+            create(&db, item).await?;
+            views.push(item.target_name.clone());
+        }
+        Ok::<_, Error>((collections, views))
     }
+    .await;
+    let (collections, views) = match filled {
+        // The archive lied in a way only decoding shows (V0 passed, so it was forged or written
+        // by a broken tool). In create mode none of the planned collections existed before:
+        // drop them again, so the target is as it was.
+        Err(Error::BadInput { what, message }) if options.mode == RestoreMode::Create => {
+            let mut note = String::from("the collections this restore had created were dropped");
+            for item in &plan {
+                let dropped = db
+                    .collection::<mongodb::bson::Document>(&item.target_name)
+                    .drop()
+                    .await;
+                if let Err(e) = dropped {
+                    note = format!(
+                        "dropping the collections this restore created failed at {}: {e}",
+                        item.target_name
+                    );
+                    break;
+                }
+            }
+            return Err(Error::BadInput {
+                what,
+                message: format!("{message}\n{note}"),
+            });
+        }
+        other => other?,
+    };
 
     Ok(MongoRestoreReport {
         database: target.db_name().to_string(),
@@ -365,24 +393,25 @@ async fn restore_collection(
     progress.collection_started(name);
     let coll = db.collection::<&RawDocument>(name);
 
-    // Decompress on the blocking pool, one chunk ahead of the inserts.
-    let (tx, mut rx) = mpsc::channel::<Result<DecodedChunk>>(1);
-    let reader = {
-        let (archive, dataset) = (Arc::clone(archive), dataset.clone());
-        tokio::task::spawn_blocking(move || {
-            for chunk in &dataset.chunks {
-                let decoded = archive.read_chunk(&dataset, chunk);
-                let failed = decoded.is_err();
-                if tx.blocking_send(decoded).is_err() || failed {
-                    break;
-                }
-            }
-        })
+    // Decompress on the blocking pool, one chunk ahead of the inserts: at most two decoded
+    // chunks per worker exist at any time.
+    let dataset = Arc::new(dataset);
+    let decode = |index: usize| {
+        let (archive, dataset) = (Arc::clone(archive), Arc::clone(&dataset));
+        tokio::task::spawn_blocking(move || archive.read_chunk(&dataset, &dataset.chunks[index]))
     };
     let mut digest = ContentDigest::new();
     let mut inserted = 0u64;
-    while let Some(decoded) = rx.recv().await {
-        let decoded = decoded?;
+    let mut next = (!dataset.chunks.is_empty()).then(|| decode(0));
+    for index in 0..dataset.chunks.len() {
+        let decoded = next
+            .take()
+            .expect("the next chunk is always being decoded")
+            .await
+            .map_err(|e| Error::db(Engine::Mongo, format!("reading the archive failed: {e}")))??;
+        if index + 1 < dataset.chunks.len() {
+            next = Some(decode(index + 1));
+        }
         digest.merge(&decoded.digest);
         let documents = split_documents(&decoded.data).map_err(|message| {
             Error::bad_input(
@@ -407,9 +436,6 @@ async fn restore_collection(
             progress.chunk_done(name, documents, bytes);
         }
     }
-    reader
-        .await
-        .map_err(|e| Error::db(Engine::Mongo, format!("reading the archive failed: {e}")))?;
     if inserted != dataset.rows || digest.to_hex() != dataset.digest {
         return Err(Error::bad_input(
             format!("archive {}", archive.path().display()),

@@ -137,10 +137,81 @@ async fn database_exists(admin: &Client, target: &PgTarget) -> Result<bool> {
         .is_some())
 }
 
-/// What the existing target database holds besides what a new one would, if anything.
+/// What the existing target database holds besides what a new one would, if anything; when
+/// it holds something and carries the unfinished-restore mark, says so.
 async fn target_contents(target: &PgTarget) -> Result<Option<String>> {
     let client = target.connect().await?;
-    inspect::user_objects(&client).await
+    let Some(found) = inspect::user_objects(&client).await? else {
+        return Ok(None);
+    };
+    Ok(Some(match unfinished_restore(&client).await? {
+        Some(mark) => format!("{found}; it is left from a {mark} that did not finish"),
+        None => found,
+    }))
+}
+
+/// The database-level setting that marks a restore in progress. Set (with `ALTER DATABASE ...
+/// SET`, so no user-visible object is created) as soon as the target database is ready and
+/// reset only after the last step, so a restore that was killed, or lost its server, leaves a
+/// target that can never be mistaken for a complete one (a restore killed during post-data has
+/// every row but no indexes: counts alone would pass).
+pub const RESTORE_MARK_SETTING: &str = "dbkeeper.restore_in_progress";
+
+/// The unfinished-restore mark of the database `client` is connected to (what restore started,
+/// when), if a restore into it started and did not finish. For verification of a target.
+pub async fn unfinished_restore(client: &Client) -> Result<Option<String>> {
+    let prefix = format!("{RESTORE_MARK_SETTING}=");
+    let row = client
+        .query_opt(
+            "SELECT substr(s, length($1) + 1) \
+             FROM pg_catalog.pg_db_role_setting r \
+             JOIN pg_catalog.pg_database d ON d.oid = r.setdatabase \
+             CROSS JOIN LATERAL unnest(r.setconfig) AS s \
+             WHERE d.datname = current_database() AND r.setrole = 0 AND starts_with(s, $1)",
+            &[&prefix],
+        )
+        .await
+        .map_err(|e| db_error("reading the unfinished-restore mark", &e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Marks `target` as being restored from `archive` (see [`RESTORE_MARK_SETTING`]). Needs
+/// ownership of the database; without it the restore goes on, warned, unmarked.
+async fn set_restore_mark(admin: &Client, target: &PgTarget, archive: &VerifiedArchive) {
+    let name = archive
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mark = format!(
+        "restore of {name} started {} (pid {})",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ"),
+        std::process::id()
+    );
+    let sql = format!(
+        "ALTER DATABASE {} SET {RESTORE_MARK_SETTING} = '{}'",
+        quote_ident(&target.dbname()),
+        mark.replace('\'', "''")
+    );
+    if let Err(e) = admin.batch_execute(&sql).await {
+        tracing::warn!(
+            "cannot mark {} as being restored ({}); an interrupted restore will not be flagged",
+            target.describe(),
+            describe_error(&e)
+        );
+    }
+}
+
+/// Removes the mark once every step of the restore is done.
+async fn clear_restore_mark(target: &PgTarget) -> Result<()> {
+    let admin = connect_maintenance(target).await?;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} RESET {RESTORE_MARK_SETTING}",
+            quote_ident(&target.dbname())
+        ))
+        .await
+        .map_err(|e| db_error("clearing the unfinished-restore mark", &e))
 }
 
 /// Refuses an existing target database that holds anything.
@@ -168,19 +239,70 @@ pub async fn restore(
     let Some((source, meta)) = archive_meta(&archive)? else {
         return Err(no_postgres_data(&archive));
     };
-    let dbname = target.dbname();
     let admin = connect_maintenance(target).await?;
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
     refuse_source(&admin, target, &source).await?;
     let database_action = prepare_database(&admin, target, &meta, options.existing).await?;
+    set_restore_mark(&admin, target, &archive).await;
     drop(admin);
 
+    let result = restore_into(&archive, target, options, &meta, &psql, database_action).await;
+    match result {
+        // The archive lied in a way only decoding shows (V0 passed: every hash and the COMMIT
+        // agree, so it was forged or written by a broken tool). A database this run created
+        // holds nothing anyone had before: drop it, so the target is as it was.
+        Err(e @ Error::BadInput { .. }) if database_action == "created" => {
+            Err(drop_created_database(target, e).await)
+        }
+        other => other,
+    }
+}
+
+/// Drops the target database this restore created, after `cause` stopped the restore.
+async fn drop_created_database(target: &PgTarget, cause: Error) -> Error {
+    let dbname = target.dbname();
+    let dropped = match connect_maintenance(target).await {
+        Ok(admin) => admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&dbname)
+            ))
+            .await
+            .map_err(|e| describe_error(&e)),
+        Err(e) => Err(e.to_string()),
+    };
+    let note = match dropped {
+        Ok(()) => format!("the database {dbname} this restore had created was dropped again"),
+        Err(e) => format!(
+            "the database {dbname} this restore created could not be dropped ({e}); it is \
+             partly restored"
+        ),
+    };
+    match cause {
+        Error::BadInput { what, message } => Error::BadInput {
+            what,
+            message: format!("{message}\n{note}"),
+        },
+        other => other,
+    }
+}
+
+/// Everything after the target database is ready: schema, data, post-data, sequences, counts.
+async fn restore_into(
+    archive: &Arc<VerifiedArchive>,
+    target: &PgTarget,
+    options: &RestoreOptions,
+    meta: &PgArchiveMeta,
+    psql: &PgTool,
+    database_action: &'static str,
+) -> Result<RestoreReport> {
+    let dbname = target.dbname();
     let mut timings = RestoreTimings::default();
     let mut clock = Instant::now();
     let pre = run_schema(
-        &archive,
-        &psql,
+        archive,
+        psql,
         target,
         &meta.pre_data_member,
         options,
@@ -197,15 +319,18 @@ pub async fn restore(
         .filter(|(_, d)| d.engine == Engine::Postgres)
         .map(|(i, _)| i)
         .collect();
-    let chunks = load_data(&archive, target, &datasets, options.jobs).await?;
+    let chunks = load_data(archive, target, &datasets, options.jobs).await?;
     timings.data = lap(&mut clock);
 
-    let post = run_post_data(&archive, target, &meta.post_data_member, options).await?;
+    crate::faultpoint::pause("post-data");
+    let post = run_post_data(archive, target, &meta.post_data_member, options).await?;
     timings.post_data = lap(&mut clock);
 
     let client = target.connect().await?;
-    set_sequences(&client, &meta).await?;
-    refresh_matviews(&client, &meta).await?;
+    set_sequences(&client, meta).await?;
+    refresh_matviews(&client, meta).await?;
+    drop(client);
+    clear_restore_mark(target).await?;
     timings.finish = lap(&mut clock);
 
     let manifest = archive.manifest();

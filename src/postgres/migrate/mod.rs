@@ -125,6 +125,17 @@ impl PgMigrator {
                 .await
                 .map_err(|e| db_error("setting application_name", &e))?;
         }
+        // A runner killed in the middle of a long statement must not keep this session (and
+        // with it the migration lock and a half-done transaction) alive until the statement
+        // ends: from PostgreSQL 14 the server checks every second that the client is still
+        // there. Older servers notice only when they next write to the socket.
+        client
+            .batch_execute(
+                "SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false) \
+                 WHERE pg_catalog.current_setting('server_version_num')::int >= 140000",
+            )
+            .await
+            .map_err(|e| db_error("setting client_connection_check_interval", &e))?;
         let schema: Option<String> = client
             .query_one("SELECT current_schema()", &[])
             .await
@@ -260,7 +271,21 @@ impl MigrationEngine for PgMigrator {
     }
 
     async fn lock(&mut self, timeout: Duration) -> Result<()> {
-        lock::acquire(&self.client, &self.database, timeout).await
+        lock::acquire(&self.client, &self.database, timeout).await?;
+        // The same patience for the migrations' own locks: an `ALTER TABLE` queued behind a
+        // long transaction would otherwise wait forever, and every query on that table would
+        // queue behind it. A file can still `SET lock_timeout` itself. 0 means "do not wait"
+        // for the migration lock, but would mean "wait forever" here, so it is left alone.
+        if !timeout.is_zero() {
+            self.client
+                .execute(
+                    "SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+                    &[&format!("{}ms", timeout.as_millis())],
+                )
+                .await
+                .map_err(|e| db_error("setting lock_timeout", &e))?;
+        }
+        Ok(())
     }
 
     async fn unlock(&mut self) -> Result<()> {
@@ -512,6 +537,12 @@ fn script_error(
         message.push_str(&format!("\nCONTEXT: {context}"));
     }
     message.push_str(&format!("\n{excerpt}"));
+    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        message.push_str(
+            "\nanother session held a lock this statement needs for longer than --lock-timeout \
+             (see pg_locks / pg_stat_activity); retry when it is gone, or raise --lock-timeout",
+        );
+    }
     Error::db(Engine::Postgres, message)
 }
 

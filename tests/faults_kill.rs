@@ -1,0 +1,390 @@
+//! Killed processes: a backup or restore SIGKILLed at several points loses nothing.
+//!
+//! - Backup killed early, mid-table and while writing the manifest: no file ever appears at an
+//!   archive's final name; the leftover `.partial` is not an archive to `list`, `prune` or
+//!   `verify`; the next backup into the directory removes it (and takes over the dead run's
+//!   directory lock).
+//! - Restore killed mid-data and before post-data: the target is marked as an unfinished
+//!   restore (never mistaken for a good one), `--mode create` refuses it saying so, and
+//!   `--mode replace` recovers to a verified state.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{dbkeeper, pg_connect, pg_server_url, pg_url_with_db, unique_name, PgTestDb};
+use predicates::prelude::*;
+
+const ROWS: i64 = 200_000;
+
+/// A source database with one table big enough that a backup or restore takes a moment.
+async fn big_source() -> PgTestDb {
+    let db = PgTestDb::create().await;
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE big (id int PRIMARY KEY, v text);
+             INSERT INTO big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, {ROWS}) i;
+             CREATE INDEX big_v ON big (v);
+             CREATE SEQUENCE counter; SELECT setval('counter', 42);"
+        ))
+        .await
+        .unwrap();
+    db
+}
+
+/// Starts the dbkeeper binary with a clean environment; stderr goes to `<dir>/stderr.log`.
+fn spawn(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, PathBuf) {
+    let log = dir.join(format!("{}.stderr.log", unique_name("run")));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbkeeper"));
+    for var in [
+        "DBKEEPER_PG_URL",
+        "DATABASE_URL",
+        "DBKEEPER_MONGO_URL",
+        "MONGODB_URI",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(envs.iter().copied())
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    (cmd.spawn().unwrap(), log)
+}
+
+/// Polls `condition` every 5 ms for up to 60 s.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILL, then reap (a zombie still has a /proc entry, which would keep its lock alive).
+fn kill(mut child: Child) {
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the process finished before it could be killed: make the dataset bigger"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".stderr.log"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn partial_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".dbk.tar.partial"))
+        .collect()
+}
+
+fn size_of(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// As soon as the partial file exists.
+    Early,
+    /// Once a few MiB of table data are on disk.
+    MidTable,
+    /// Paused (test hook) after the data, before MANIFEST.json and COMMIT.
+    BeforeManifest,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backup_never_leaves_an_archive_and_the_next_backup_cleans_up() {
+    let source = big_source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let out = backups.display().to_string();
+    let args = [
+        "--pg-url",
+        &source.url,
+        "backup",
+        "--output",
+        &out,
+        "--jobs",
+        "1",
+        "--chunk-bytes",
+        "65536",
+        "--compression-level",
+        "6",
+    ];
+    for point in [
+        KillPoint::Early,
+        KillPoint::MidTable,
+        KillPoint::BeforeManifest,
+    ] {
+        let envs: &[(&str, &str)] = match point {
+            KillPoint::BeforeManifest => &[("DBKEEPER_TEST_PAUSE_BEFORE", "manifest")],
+            _ => &[],
+        };
+        let (child, log) = spawn(dir.path(), &args, envs);
+        match point {
+            KillPoint::Early => wait_until("the partial file", || {
+                backups.is_dir() && !partial_files(&backups).is_empty()
+            }),
+            KillPoint::MidTable => wait_until("3 MiB in the partial file", || {
+                backups.is_dir()
+                    && partial_files(&backups)
+                        .iter()
+                        .any(|p| size_of(p) >= 3 << 20)
+            }),
+            KillPoint::BeforeManifest => wait_until("the pause before the manifest", || {
+                std::fs::read_to_string(&log)
+                    .unwrap()
+                    .contains("test pause before manifest")
+            }),
+        }
+        kill(child);
+        let names = files_in(&backups);
+        assert!(
+            !names.iter().any(|n| n.ends_with(".dbk.tar")),
+            "{point:?}: a file appeared at a final archive name: {names:?}"
+        );
+        assert_eq!(partial_files(&backups).len(), 1, "{point:?}: {names:?}");
+
+        // The leftover is not an archive to list, prune or verify.
+        dbkeeper(dir.path())
+            .args(["list", &out])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("no archives"));
+        dbkeeper(dir.path())
+            .args(["prune", &out, "--keep-last", "1", "--json"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(r#""deleted": []"#));
+        assert_eq!(
+            partial_files(&backups).len(),
+            1,
+            "prune deleted the partial"
+        );
+        let partial = partial_files(&backups).pop().unwrap();
+        dbkeeper(dir.path())
+            .arg("verify")
+            .arg(&partial)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("no COMMIT member"));
+
+        // The next backup takes over the dead run's lock and removes its partial file.
+        let json = dbkeeper(dir.path())
+            .args(args)
+            .arg("--json")
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let archive = PathBuf::from(report["archive"].as_str().unwrap());
+        assert!(
+            partial_files(&backups).is_empty(),
+            "{point:?}: stale partial left: {:?}",
+            files_in(&backups)
+        );
+        dbkeeper(dir.path())
+            .arg("verify")
+            .arg(&archive)
+            .assert()
+            .success();
+        // Keep the directory to one archive per round (and the next run's name unique).
+        std::fs::remove_file(&archive).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}
+
+/// Regression: a backup killed with `--output FILE.tar` left `FILE.tar.partial`, and every
+/// later run to the same file failed creating it (`O_EXCL`) until someone deleted it by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backup_to_a_named_file_does_not_block_the_next_one() {
+    let source = PgTestDb::create().await;
+    source
+        .client()
+        .await
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nightly.tar");
+    std::fs::write(
+        dir.path().join("nightly.tar.partial"),
+        b"left by a killed run",
+    )
+    .unwrap();
+    dbkeeper(dir.path())
+        .args(["--pg-url", &source.url, "backup", "--output"])
+        .arg(&file)
+        .assert()
+        .success();
+    assert!(file.is_file());
+    assert!(!dir.path().join("nightly.tar.partial").exists());
+}
+
+/// Whether the target database carries dbkeeper's unfinished-restore mark.
+async fn unfinished_mark(url: &str) -> Option<String> {
+    let client = pg_connect(url).await;
+    dbkeeper::postgres::restore::unfinished_restore(&client)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_restore_is_marked_unfinished_and_replace_recovers() {
+    let source = big_source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.dbk.tar");
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &source.url,
+            "backup",
+            "--chunk-bytes",
+            "65536",
+            "--output",
+        ])
+        .arg(&archive)
+        .assert()
+        .success();
+    let archive_arg = archive.display().to_string();
+
+    for (label, pause) in [("mid-data", None), ("before post-data", Some("post-data"))] {
+        let target_name = unique_name("dbk_killed");
+        let target = pg_url_with_db(&pg_server_url(), &target_name);
+        let _guard = DropDb(target_name.clone());
+        let envs: Vec<(&str, &str)> = pause
+            .map(|p| vec![("DBKEEPER_TEST_PAUSE_BEFORE", p)])
+            .unwrap_or_default();
+        let (child, log) = spawn(
+            dir.path(),
+            &["--pg-url", &target, "restore", &archive_arg, "--jobs", "1"],
+            &envs,
+        );
+        match pause {
+            Some(point) => wait_until("the pause", || {
+                std::fs::read_to_string(&log)
+                    .unwrap()
+                    .contains(&format!("test pause before {point}"))
+            }),
+            None => {
+                // Some chunks committed, not all.
+                let admin = pg_connect(&pg_server_url()).await;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    assert!(Instant::now() < deadline, "the restore never got going");
+                    let exists = admin
+                        .query_opt(
+                            "SELECT 1 FROM pg_database WHERE datname = $1",
+                            &[&target_name],
+                        )
+                        .await
+                        .unwrap()
+                        .is_some();
+                    if exists {
+                        let client = pg_connect(&target).await;
+                        let rows = client
+                            .query_opt("SELECT count(*) FROM big", &[])
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|r| r.get::<_, i64>(0))
+                            .unwrap_or(0);
+                        if rows > 0 {
+                            assert!(rows < ROWS, "the load finished before the kill");
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        kill(child);
+
+        // Never mistaken for a good restore: the mark says it did not finish...
+        let mark = unfinished_mark(&target).await;
+        assert!(
+            mark.as_deref().is_some_and(|m| m.contains("a.dbk.tar")),
+            "{label}: {mark:?}"
+        );
+        // ...and a plain restore refuses the half-restored target, saying why.
+        dbkeeper(dir.path())
+            .args(["--pg-url", &target, "restore", &archive_arg])
+            .assert()
+            .code(4)
+            .stderr(predicate::str::contains("did not finish"))
+            .stderr(predicate::str::contains("--mode replace"));
+        // --mode replace recovers to a verified state, and the mark is gone.
+        dbkeeper(dir.path())
+            .args([
+                "--pg-url",
+                &target,
+                "restore",
+                &archive_arg,
+                "--mode",
+                "replace",
+            ])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("counts verified"));
+        assert_eq!(unfinished_mark(&target).await, None, "{label}");
+        let client = pg_connect(&target).await;
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM big", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, ROWS);
+        let indexes: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = 'big'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(indexes, 2, "{label}: primary key and big_v");
+    }
+}
+
+/// Drops a database by name when the test ends (unless it failed).
+struct DropDb(String);
+
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let name = self.0.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let admin = pg_connect(&pg_server_url()).await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join()
+        .ok();
+    }
+}
