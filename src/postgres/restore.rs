@@ -523,7 +523,8 @@ fn partial_restore(target: &PgTarget, e: Error) -> Error {
 /// Hands chunks to COPY workers so that, while there are tables enough, no two workers load the
 /// same table: concurrent COPYs into one heap contend on its extension lock. A worker stays on
 /// its table until it is done, then takes the largest untouched table, and only helps with a
-/// table another worker is on when none is left.
+/// table another worker is on when none is left (and no index build is ready, see
+/// [`load_worker`]).
 struct Scheduler {
     tables: Vec<TableQueue>,
 }
@@ -554,11 +555,13 @@ impl Scheduler {
     }
 
     /// The next chunk for a worker currently on table slot `current`, as (slot, dataset,
-    /// chunk): from its own table while that has chunks, else from the table picked for it.
+    /// chunk): from its own table while that has chunks, else from the largest untouched
+    /// table, else (if `help`) from the table with the most left.
     fn next(
         &mut self,
         archive: &VerifiedArchive,
         current: &mut Option<usize>,
+        help: bool,
     ) -> Option<(usize, usize, usize)> {
         let stay = current.filter(|&t| !self.tables[t].chunks.is_empty());
         let slot = match stay {
@@ -575,7 +578,7 @@ impl Scheduler {
                 let untouched = open.clone().filter(|(_, t)| t.workers == 0);
                 let (t, _) = untouched
                     .max_by_key(|(_, t)| t.remaining_bytes)
-                    .or_else(|| open.max_by_key(|(_, t)| t.remaining_bytes))?;
+                    .or_else(|| help.then(|| open.max_by_key(|(_, t)| t.remaining_bytes))?)?;
                 self.tables[t].workers += 1;
                 *current = Some(t);
                 t
@@ -711,9 +714,11 @@ async fn load_and_build<'a>(
     ))
 }
 
-/// One connection of the load: a build whose table is loaded comes first (then the worker's
-/// next table), while a chunk is being loaded the next one of the same table is already
-/// decompressing.
+/// One connection of the load. Its work, in order of preference: the rest of its table; a table
+/// nobody has started; a build whose table is loaded; helping with a table another worker is
+/// on. Starting every table's COPY before any build gets builds of the first tables going while
+/// the last ones load, and leaves the tail to builds, which parallelise across tables. While a
+/// chunk is being loaded the next one of the same table is already decompressing.
 async fn load_worker(
     archive: &Arc<VerifiedArchive>,
     target: &PgTarget,
@@ -737,9 +742,11 @@ async fn load_worker(
             let mut st = state.lock().unwrap();
             if let Some((slot, d, c, decoding)) = prefetched.take() {
                 Work::Chunk(slot, d, c, decoding)
+            } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current, false) {
+                Work::Chunk(slot, d, c, decode(archive, d, c))
             } else if let Some(b) = st.ready.pop_front() {
                 Work::Build(b)
-            } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current) {
+            } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current, true) {
                 Work::Chunk(slot, d, c, decode(archive, d, c))
             } else if st.unloaded_total == 0 {
                 Work::Done
