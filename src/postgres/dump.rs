@@ -194,18 +194,24 @@ impl PgDump {
             &self.snapshot,
             Section::PostData,
         );
-        let (pre, post) = tokio::try_join!(pre, post)?;
-        sender.send(Member::new(PRE_DATA_MEMBER, pre)).await?;
+        // The schema dumps (pg_dump takes a few hundred milliseconds to start and read the
+        // catalog) run alongside the data COPY instead of before it; readers find members by
+        // name, so pre-data may land between data chunks.
+        let schema = async {
+            let (pre, post) = tokio::try_join!(pre, post)?;
+            sender.send(Member::new(PRE_DATA_MEMBER, pre)).await?;
+            Ok::<_, Error>(post)
+        };
         let tables = Arc::new(self.tables);
-        let results = copy_all_tables(
+        let data = copy_all_tables(
             &self.target,
             &self.snapshot,
             tables.clone(),
             &self.options,
             self.split_tables,
             &sender,
-        )
-        .await?;
+        );
+        let (post, results) = tokio::try_join!(schema, data)?;
         sender.send(Member::new(POST_DATA_MEMBER, post)).await?;
 
         let sequences = inspect::sequence_values(&self.leader).await?;

@@ -8,8 +8,10 @@
 //! 2. create the target database if absent (from template0, in the source's encoding);
 //! 3. pre-data schema with psql (owner and privilege statements skipped unless kept, counted);
 //! 4. parallel `COPY ... FROM STDIN`, one chunk per COPY, chunks decompressed on blocking threads
-//!    ahead of the workers;
-//! 5. post-data schema after the load: index and key builds in parallel, then foreign keys,
+//!    ahead of the workers; as soon as a table's last chunk is loaded, its index and primary
+//!    key / unique builds start on the same workers, overlapping the other tables' COPY (as
+//!    pg_restore -j does);
+//! 5. the rest of post-data after all data and builds: foreign keys, index attachments,
 //!    triggers, policies and the rest in script order;
 //! 6. sequences (`setval`), then `REFRESH MATERIALIZED VIEW` for views that held data.
 //!
@@ -75,7 +77,9 @@ pub struct RestoreReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreTimings {
     pub pre_data: f64,
+    /// COPY of all tables, with the index and key builds that overlap it.
     pub data: f64,
+    /// Post-data after the load: foreign keys, triggers, the rest.
     pub post_data: f64,
     pub finish: f64,
 }
@@ -319,11 +323,21 @@ async fn restore_into(
         .filter(|(_, d)| d.engine == Engine::Postgres)
         .map(|(i, _)| i)
         .collect();
-    let chunks = load_data(archive, target, &datasets, options.jobs).await?;
+    let post = PostData::read(archive, &meta.post_data_member, options).await?;
+    let plan = post.plan();
+    let (chunks, retry) = load_and_build(
+        archive,
+        target,
+        &datasets,
+        options.jobs,
+        &plan,
+        &post.member,
+    )
+    .await?;
     timings.data = lap(&mut clock);
 
     crate::faultpoint::pause("post-data");
-    let post = run_post_data(archive, target, &meta.post_data_member, options).await?;
+    run_serial_post_data(target, &post.member, &plan, &retry).await?;
     timings.post_data = lap(&mut clock);
 
     let client = target.connect().await?;
@@ -347,8 +361,8 @@ async fn restore_into(
         chunks,
         sequences: meta.sequences.len(),
         materialized_views: meta.materialized_views.len(),
-        skipped_owner_statements: pre.skipped_owner + post.skipped_owner,
-        skipped_privilege_statements: pre.skipped_privileges + post.skipped_privileges,
+        skipped_owner_statements: pre.skipped_owner + post.filtered.skipped_owner,
+        skipped_privilege_statements: pre.skipped_privileges + post.filtered.skipped_privileges,
         seconds: timings,
     })
 }
@@ -479,69 +493,82 @@ async fn run_schema(
 /// pg_restore -j does: indexes and primary key / unique / exclusion constraints.
 const PARALLEL_KINDS: [&str; 2] = ["INDEX", "CONSTRAINT"];
 
-/// Runs the post-data schema: index and constraint builds on `jobs` connections at once, then
-/// everything else (foreign keys, index attachments, triggers, policies, comments) in script
-/// order on one connection.
-async fn run_post_data(
-    archive: &Arc<VerifiedArchive>,
+/// The post-data script split for the restore: index and key builds run as soon as their
+/// table is loaded, on the COPY connections (overlapping other tables' COPY, as pg_restore -j
+/// does); everything else (foreign keys, index attachments, triggers, policies, comments) runs
+/// after all data and builds, in script order.
+struct PostData {
+    member: String,
+    filtered: script::Filtered,
+}
+
+struct PostDataPlan<'a> {
+    /// `SET` statements before the first entry; every connection running post-data runs them.
+    preamble: String,
+    builds: Vec<Build<'a>>,
+    serial: Vec<&'a str>,
+}
+
+/// An index or key build and the table it reads.
+struct Build<'a> {
+    sql: &'a str,
+    table: Option<(String, String)>,
+}
+
+impl PostData {
+    async fn read(
+        archive: &Arc<VerifiedArchive>,
+        member: &str,
+        options: &RestoreOptions,
+    ) -> Result<PostData> {
+        let text = schema_text(archive, member).await?;
+        Ok(PostData {
+            member: member.to_string(),
+            filtered: script::filter(&text, options.keep_owner, options.keep_privileges),
+        })
+    }
+
+    fn plan(&self) -> PostDataPlan<'_> {
+        let statements = script::statements(&self.filtered.sql);
+        let preamble = statements
+            .iter()
+            .filter(|s| s.kind.is_none())
+            .map(|s| s.sql)
+            .collect();
+        let (parallel, serial): (Vec<&script::Statement>, Vec<&script::Statement>) = statements
+            .iter()
+            .filter(|s| s.kind.is_some())
+            .partition(|s| s.kind.is_some_and(|k| PARALLEL_KINDS.contains(&k)));
+        PostDataPlan {
+            preamble,
+            builds: parallel
+                .into_iter()
+                .map(|s| Build {
+                    sql: s.sql,
+                    table: script::statement_table(s.sql),
+                })
+                .collect(),
+            serial: serial.into_iter().map(|s| s.sql).collect(),
+        }
+    }
+}
+
+/// Runs the post-data statements left after the load: builds that lost a deadlock (retried
+/// alone), then the serial rest in script order, on one connection.
+async fn run_serial_post_data(
     target: &PgTarget,
     member: &str,
-    options: &RestoreOptions,
-) -> Result<script::Filtered> {
-    let text = schema_text(archive, member).await?;
-    let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
-    let statements = script::statements(&filtered.sql);
-    let preamble: String = statements
-        .iter()
-        .filter(|s| s.kind.is_none())
-        .map(|s| s.sql)
-        .collect();
-    let (parallel, serial): (Vec<&script::Statement>, Vec<&script::Statement>) = statements
-        .iter()
-        .filter(|s| s.kind.is_some())
-        .partition(|s| s.kind.is_some_and(|k| PARALLEL_KINDS.contains(&k)));
-
-    let jobs = options.jobs.max(1).min(parallel.len().max(1));
-    let queue = std::sync::Mutex::new(
-        parallel
-            .into_iter()
-            .collect::<std::collections::VecDeque<_>>(),
-    );
-    // Two builds on related tables can deadlock on their locks; the loser is retried alone.
-    let retry = std::sync::Mutex::new(Vec::new());
-    let workers = (0..jobs).map(|_| async {
-        let client = target.connect().await?;
-        run_statement(&client, &preamble, member).await?;
-        loop {
-            let next = queue.lock().unwrap().pop_front();
-            let Some(statement) = next else {
-                return Ok::<_, Error>(());
-            };
-            match client.batch_execute(statement.sql).await {
-                Ok(()) => {}
-                Err(e)
-                    if e.code()
-                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
-                {
-                    retry.lock().unwrap().push(*statement)
-                }
-                Err(e) => return Err(statement_error(member, statement.sql, &e)),
-            }
-        }
-    });
-    futures::future::try_join_all(workers)
-        .await
-        .map_err(|e| partial_restore(target, e))?;
-
+    plan: &PostDataPlan<'_>,
+    retry: &[&str],
+) -> Result<()> {
     let client = target.connect().await?;
-    run_statement(&client, &preamble, member).await?;
-    let retry = retry.into_inner().unwrap();
-    for statement in retry.iter().chain(serial.iter().copied()) {
-        run_statement(&client, statement.sql, member)
+    run_statement(&client, &plan.preamble, member).await?;
+    for sql in retry.iter().chain(&plan.serial) {
+        run_statement(&client, sql, member)
             .await
             .map_err(|e| partial_restore(target, e))?;
     }
-    Ok(filtered)
+    Ok(())
 }
 
 async fn run_statement(client: &Client, sql: &str, member: &str) -> Result<()> {
@@ -596,7 +623,8 @@ fn partial_restore(target: &PgTarget, e: Error) -> Error {
 /// Hands chunks to COPY workers so that, while there are tables enough, no two workers load the
 /// same table: concurrent COPYs into one heap contend on its extension lock. A worker stays on
 /// its table until it is done, then takes the largest untouched table, and only helps with a
-/// table another worker is on when none is left.
+/// table another worker is on when none is left (and no index build is ready, see
+/// [`load_worker`]).
 struct Scheduler {
     tables: Vec<TableQueue>,
 }
@@ -626,12 +654,15 @@ impl Scheduler {
         Scheduler { tables }
     }
 
-    /// The next (table slot, dataset, chunk) for a worker currently on table slot `current`.
+    /// The next chunk for a worker currently on table slot `current`, as (slot, dataset,
+    /// chunk): from its own table while that has chunks, else from the largest untouched
+    /// table, else (if `help`) from the table with the most left.
     fn next(
         &mut self,
         archive: &VerifiedArchive,
         current: &mut Option<usize>,
-    ) -> Option<(usize, usize)> {
+        help: bool,
+    ) -> Option<(usize, usize, usize)> {
         let stay = current.filter(|&t| !self.tables[t].chunks.is_empty());
         let slot = match stay {
             Some(t) => t,
@@ -647,12 +678,18 @@ impl Scheduler {
                 let untouched = open.clone().filter(|(_, t)| t.workers == 0);
                 let (t, _) = untouched
                     .max_by_key(|(_, t)| t.remaining_bytes)
-                    .or_else(|| open.max_by_key(|(_, t)| t.remaining_bytes))?;
+                    .or_else(|| help.then(|| open.max_by_key(|(_, t)| t.remaining_bytes))?)?;
                 self.tables[t].workers += 1;
                 *current = Some(t);
                 t
             }
         };
+        self.take_from(archive, slot)
+            .map(|(dataset, chunk)| (slot, dataset, chunk))
+    }
+
+    /// The next chunk of table slot `slot`, if it has one left.
+    fn take_from(&mut self, archive: &VerifiedArchive, slot: usize) -> Option<(usize, usize)> {
         let table = &mut self.tables[slot];
         let chunk = table.chunks.pop_front()?;
         let raw = archive.manifest().datasets[table.dataset].chunks[chunk].raw_bytes;
@@ -672,59 +709,184 @@ fn decode(archive: &Arc<VerifiedArchive>, dataset: usize, chunk: usize) -> Decod
     })
 }
 
-/// Loads every chunk with `jobs` COPY workers; returns how many chunks were loaded.
-async fn load_data(
+/// What the load workers share: which chunks are left, and which builds may start.
+struct LoadState {
+    scheduler: Scheduler,
+    /// Per table slot, chunks not loaded yet (queued or in flight).
+    unloaded: Vec<usize>,
+    unloaded_total: usize,
+    /// Per table slot, the builds waiting for it.
+    waiting: Vec<Vec<usize>>,
+    /// Builds whose table has no data in the archive (or could not be read): after all data.
+    after_all: Vec<usize>,
+    /// Builds whose table is loaded, not yet taken.
+    ready: std::collections::VecDeque<usize>,
+    /// Builds that lost a deadlock, to retry alone after the load.
+    retry: Vec<usize>,
+}
+
+impl LoadState {
+    fn new(archive: &VerifiedArchive, datasets: &[usize], builds: &[Build<'_>]) -> LoadState {
+        let manifest = archive.manifest();
+        let unloaded: Vec<usize> = datasets
+            .iter()
+            .map(|&d| manifest.datasets[d].chunks.len())
+            .collect();
+        let slot_of: std::collections::HashMap<(&str, &str), usize> = datasets
+            .iter()
+            .enumerate()
+            .map(|(slot, &d)| {
+                let d = &manifest.datasets[d];
+                ((d.namespace.as_str(), d.name.as_str()), slot)
+            })
+            .collect();
+        let mut state = LoadState {
+            scheduler: Scheduler::new(archive, datasets),
+            unloaded_total: unloaded.iter().sum(),
+            waiting: vec![Vec::new(); datasets.len()],
+            unloaded,
+            after_all: Vec::new(),
+            ready: Default::default(),
+            retry: Vec::new(),
+        };
+        for (i, build) in builds.iter().enumerate() {
+            let slot = build
+                .table
+                .as_ref()
+                .and_then(|(s, t)| slot_of.get(&(s.as_str(), t.as_str())));
+            match slot {
+                Some(&slot) if state.unloaded[slot] == 0 => state.ready.push_back(i),
+                Some(&slot) => state.waiting[slot].push(i),
+                None => state.after_all.push(i),
+            }
+        }
+        if state.unloaded_total == 0 {
+            state.ready.extend(state.after_all.drain(..));
+        }
+        state
+    }
+
+    /// Records a loaded chunk of `slot`, releasing the builds that waited for it.
+    fn loaded(&mut self, slot: usize) {
+        self.unloaded[slot] -= 1;
+        self.unloaded_total -= 1;
+        if self.unloaded[slot] == 0 {
+            self.ready.extend(self.waiting[slot].drain(..));
+        }
+        if self.unloaded_total == 0 {
+            self.ready.extend(self.after_all.drain(..));
+        }
+    }
+}
+
+/// What one of the workers does next.
+enum Work {
+    Build(usize),
+    Chunk(usize, usize, usize, Decoding),
+    Wait,
+    Done,
+}
+
+/// Loads every chunk with `jobs` COPY workers, and runs each index / key build as soon as its
+/// table's last chunk is loaded, on the same workers; returns how many chunks were loaded and
+/// the builds to retry alone.
+async fn load_and_build<'a>(
     archive: &Arc<VerifiedArchive>,
     target: &PgTarget,
     datasets: &[usize],
     jobs: usize,
-) -> Result<usize> {
-    let manifest = archive.manifest();
-    let total: usize = datasets
-        .iter()
-        .map(|&d| manifest.datasets[d].chunks.len())
-        .sum();
-    if total == 0 {
-        return Ok(0);
-    }
-    let scheduler = std::sync::Mutex::new(Scheduler::new(archive, datasets));
-    let workers = (0..jobs.max(1).min(total)).map(|_| copy_in_worker(archive, target, &scheduler));
+    post: &PostDataPlan<'a>,
+    member: &str,
+) -> Result<(usize, Vec<&'a str>)> {
+    let state = std::sync::Mutex::new(LoadState::new(archive, datasets, &post.builds));
+    let total = state.lock().unwrap().unloaded_total;
+    let released = tokio::sync::Notify::new();
+    let work = total + post.builds.len();
+    let workers = (0..jobs.max(1).min(work.max(1)))
+        .map(|_| load_worker(archive, target, &state, &released, post, member));
     futures::future::try_join_all(workers)
         .await
         .map_err(|e| partial_restore(target, e))?;
-    Ok(total)
+    let state = state.into_inner().unwrap();
+    Ok((
+        total,
+        state.retry.iter().map(|&i| post.builds[i].sql).collect(),
+    ))
 }
 
-/// One COPY connection: while a chunk is being loaded, the next one is already decompressing.
-async fn copy_in_worker(
+/// One connection of the load. Its work, in order of preference: the rest of its table; a table
+/// nobody has started; a build whose table is loaded; helping with a table another worker is
+/// on. Starting every table's COPY before any build gets builds of the first tables going while
+/// the last ones load, and leaves the tail to builds, which parallelise across tables. While a
+/// chunk is being loaded the next one of the same table is already decompressing.
+async fn load_worker(
     archive: &Arc<VerifiedArchive>,
     target: &PgTarget,
-    scheduler: &std::sync::Mutex<Scheduler>,
+    state: &std::sync::Mutex<LoadState>,
+    released: &tokio::sync::Notify,
+    post: &PostDataPlan<'_>,
+    member: &str,
 ) -> Result<()> {
     let client = target.connect().await?;
+    run_statement(&client, &post.preamble, member).await?;
     // A restore that crashes is rerun anyway, so commit durability per COPY buys nothing.
     client
         .batch_execute("SET synchronous_commit = off; SET row_security = off")
         .await
-        .map_err(|e| db_error("preparing a COPY worker", &e))?;
+        .map_err(|e| db_error("preparing a restore worker", &e))?;
     let mut current = None;
-    let take = |current: &mut Option<usize>| {
-        scheduler
-            .lock()
-            .unwrap()
-            .next(archive, current)
-            .map(|(d, c)| (d, c, decode(archive, d, c)))
-    };
-    let mut next = take(&mut current);
-    while let Some((d, c, decoding)) = next {
-        let chunk = decoding
-            .await
-            .map_err(|e| Error::io("decoding a chunk", std::io::Error::other(e)))??;
-        next = take(&mut current);
-        let dataset = &archive.manifest().datasets[d];
-        copy_chunk(&client, dataset, &dataset.chunks[c].member, chunk).await?;
+    let mut prefetched = None;
+    loop {
+        let notified = released.notified();
+        let work = {
+            let mut st = state.lock().unwrap();
+            if let Some((slot, d, c, decoding)) = prefetched.take() {
+                Work::Chunk(slot, d, c, decoding)
+            } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current, false) {
+                Work::Chunk(slot, d, c, decode(archive, d, c))
+            } else if let Some(b) = st.ready.pop_front() {
+                Work::Build(b)
+            } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current, true) {
+                Work::Chunk(slot, d, c, decode(archive, d, c))
+            } else if st.unloaded_total == 0 {
+                Work::Done
+            } else {
+                Work::Wait
+            }
+        };
+        match work {
+            Work::Build(b) => match client.batch_execute(post.builds[b].sql).await {
+                Ok(()) => {}
+                // Two builds on related tables can deadlock on their locks; the loser is
+                // retried alone after the load.
+                Err(e)
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    state.lock().unwrap().retry.push(b)
+                }
+                Err(e) => return Err(statement_error(member, post.builds[b].sql, &e)),
+            },
+            Work::Chunk(slot, d, c, decoding) => {
+                let chunk = decoding
+                    .await
+                    .map_err(|e| Error::io("decoding a chunk", std::io::Error::other(e)))??;
+                prefetched = state
+                    .lock()
+                    .unwrap()
+                    .scheduler
+                    .take_from(archive, slot)
+                    .map(|(d, c)| (slot, d, c, decode(archive, d, c)));
+                let dataset = &archive.manifest().datasets[d];
+                copy_chunk(&client, dataset, &dataset.chunks[c].member, chunk).await?;
+                state.lock().unwrap().loaded(slot);
+                // Waiting workers look again: builds may be ready, or the load may be over.
+                released.notify_waiters();
+            }
+            Work::Wait => notified.await,
+            Work::Done => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 fn dataset_columns(dataset: &Dataset) -> Result<Vec<String>> {

@@ -72,6 +72,86 @@ pub fn statements(script: &str) -> Vec<Statement<'_>> {
     out
 }
 
+/// The table a post-data index or key statement builds on, as pg_dump writes them:
+/// `CREATE [UNIQUE] INDEX name ON [ONLY] schema.table ...` or
+/// `ALTER TABLE [ONLY] schema.table ADD CONSTRAINT ...`. `None` for anything else, or a name
+/// that is not schema-qualified; the caller then waits for all data before running it.
+pub fn statement_table(statement: &str) -> Option<(String, String)> {
+    let mut words = Words(strip_leading_comments(statement));
+    let first = words.next()?;
+    let is = |w: &Word, k: &str| matches!(w, Word::Plain(p) if p.eq_ignore_ascii_case(k));
+    let mut next = words.next()?;
+    if is(&first, "CREATE") {
+        if is(&next, "UNIQUE") {
+            next = words.next()?;
+        }
+        if !is(&next, "INDEX") {
+            return None;
+        }
+        words.next()?; // the index name
+        if !is(&words.next()?, "ON") {
+            return None;
+        }
+    } else if is(&first, "ALTER") {
+        if !is(&next, "TABLE") {
+            return None;
+        }
+    } else {
+        return None;
+    }
+    let mut schema = words.next()?;
+    if is(&schema, "ONLY") {
+        schema = words.next()?;
+    }
+    if words.next()? != Word::Dot {
+        return None;
+    }
+    let table = words.next()?;
+    let name = |w: Word| match w {
+        Word::Plain(p) => Some(p.to_string()),
+        Word::Quoted(q) => Some(q),
+        Word::Dot | Word::Other => None,
+    };
+    Some((name(schema)?, name(table)?))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Word<'a> {
+    /// An unquoted word (pg_dump writes unquoted identifiers only when they are lower case).
+    Plain(&'a str),
+    /// A `"quoted identifier"`, unescaped.
+    Quoted(String),
+    Dot,
+    Other,
+}
+
+/// The words of the head of a statement, enough to read the names in it.
+struct Words<'a>(&'a str);
+
+impl<'a> Iterator for Words<'a> {
+    type Item = Word<'a>;
+
+    fn next(&mut self) -> Option<Word<'a>> {
+        let s = self.0.trim_start();
+        let first = s.chars().next()?;
+        let plain = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+        let (word, rest) = if first == '"' {
+            let end = skip_quoted_identifier(s.as_bytes(), 0);
+            let inner = s.get(1..end.saturating_sub(1)).unwrap_or("");
+            (Word::Quoted(inner.replace("\"\"", "\"")), &s[end..])
+        } else if first == '.' {
+            (Word::Dot, &s[1..])
+        } else if plain(first) {
+            let end = s.find(|c: char| !plain(c)).unwrap_or(s.len());
+            (Word::Plain(&s[..end]), &s[end..])
+        } else {
+            (Word::Other, &s[first.len_utf8()..])
+        };
+        self.0 = rest;
+        Some(word)
+    }
+}
+
 /// Splits a script into statements, each with its leading whitespace/comments and its
 /// terminating `;` (a psql meta-command is one line). Concatenating the pieces gives the
 /// script back.
@@ -300,6 +380,43 @@ ALTER TABLE ONLY public.t
                 Some("INDEX"),
                 Some("FK CONSTRAINT")
             ]
+        );
+    }
+
+    #[test]
+    fn statement_table_reads_index_and_key_targets() {
+        let t = |schema: &str, table: &str| Some((schema.to_string(), table.to_string()));
+        assert_eq!(
+            statement_table("\n-- c\nCREATE INDEX i ON public.t USING btree (a);"),
+            t("public", "t")
+        );
+        assert_eq!(
+            statement_table(
+                "CREATE UNIQUE INDEX \"Odd\" ON ONLY \"My \"\"S\"\"\".\"T.b\" USING btree (a);"
+            ),
+            t("My \"S\"", "T.b")
+        );
+        assert_eq!(
+            statement_table(
+                "ALTER TABLE ONLY public.orders\n    ADD CONSTRAINT orders_pkey PRIMARY KEY (id);"
+            ),
+            t("public", "orders")
+        );
+        assert_eq!(
+            statement_table("ALTER TABLE s.t ADD CONSTRAINT u UNIQUE (a);"),
+            t("s", "t")
+        );
+        assert_eq!(
+            statement_table("ALTER INDEX public.i ATTACH PARTITION public.j;"),
+            None
+        );
+        assert_eq!(
+            statement_table("CREATE INDEX i ON t USING btree (a);"),
+            None
+        );
+        assert_eq!(
+            statement_table("CREATE TRIGGER x AFTER INSERT ON public.t"),
+            None
         );
     }
 
