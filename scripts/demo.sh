@@ -219,6 +219,9 @@ dbkeeper verify "$ARCHIVE"
 step "restore it into fresh databases (checked before anything is touched, counts verified after)"
 dbkeeper restore "$ARCHIVE" --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_RESTORED_URL"
 
+step "prove the restore: counts, sequences, indexes, validators, schema and every row's content"
+dbkeeper verify "$ARCHIVE" --deep --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_RESTORED_URL"
+
 step "roll the newest migration back on both engines (down scripts captured at apply time)"
 dbkeeper migrate down --steps 1
 dbkeeper migrate status
