@@ -43,9 +43,11 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
             } else {
                 None
             };
-            up(&ctx, out, to, dry_run, backup).await
+            run_moves(&ctx, out, Move::Up { to }, dry_run, backup).await
         }
-        MigrateCommand::Down { steps, to, dry_run } => down(&ctx, out, steps, to, dry_run).await,
+        MigrateCommand::Down { steps, to, dry_run } => {
+            run_moves(&ctx, out, Move::Down { steps, to }, dry_run, None).await
+        }
         MigrateCommand::New { name } => new(&ctx, out, &name),
         MigrateCommand::Baseline { version } => baseline(&ctx, out, version).await,
         MigrateCommand::Repair { dirty, dry_run } => {
@@ -237,10 +239,23 @@ async fn status(
     })
 }
 
-async fn up(
+/// What `up` or `down` asks of each engine.
+#[derive(Clone, Copy)]
+enum Move {
+    Up {
+        to: Option<i64>,
+    },
+    Down {
+        steps: Option<usize>,
+        to: Option<i64>,
+    },
+}
+
+/// Runs `up` or `down` on each engine in turn, stopping after the first engine whose run failed.
+async fn run_moves(
     ctx: &Context<'_>,
     out: Output,
-    to: Option<i64>,
+    movement: Move,
     dry_run: bool,
     backup: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -249,15 +264,14 @@ async fn up(
     for &engine in &ctx.engines {
         let files = ctx.load(engine)?;
         let (_, mut migrator) = ctx.open(engine).await?;
-        let report = runner::up(
-            migrator.as_mut(),
-            &files,
-            to,
-            dry_run,
-            ctx.lock_timeout,
-            &run,
-        )
-        .await?;
+        let migrator = migrator.as_mut();
+        let (timeout, run) = (ctx.lock_timeout, &run);
+        let report = match movement {
+            Move::Up { to } => runner::up(migrator, &files, to, dry_run, timeout, run).await?,
+            Move::Down { steps, to } => {
+                runner::down(migrator, &files, steps, to, dry_run, timeout, run).await?
+            }
+        };
         let failed = report.failure.is_some();
         reports.push(report);
         if failed {
@@ -265,37 +279,6 @@ async fn up(
         }
     }
     print_runs(out, &reports, backup)
-}
-
-async fn down(
-    ctx: &Context<'_>,
-    out: Output,
-    steps: Option<usize>,
-    to: Option<i64>,
-    dry_run: bool,
-) -> Result<ExitCode> {
-    let run = RunInfo::current();
-    let mut reports = Vec::new();
-    for &engine in &ctx.engines {
-        let files = ctx.load(engine)?;
-        let (_, mut migrator) = ctx.open(engine).await?;
-        let report = runner::down(
-            migrator.as_mut(),
-            &files,
-            steps,
-            to,
-            dry_run,
-            ctx.lock_timeout,
-            &run,
-        )
-        .await?;
-        let failed = report.failure.is_some();
-        reports.push(report);
-        if failed {
-            break;
-        }
-    }
-    print_runs(out, &reports, None)
 }
 
 /// `backup`: the archive `--backup-first` took, reported with the runs.
