@@ -118,18 +118,12 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
-
-    #[error("`{0}` is not implemented yet")]
-    NotImplemented(&'static str),
 }
 
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_)
-            | Error::Config { .. }
-            | Error::BadInput { .. }
-            | Error::NotImplemented(_) => ExitCode::Usage,
+            Error::Usage(_) | Error::Config { .. } | Error::BadInput { .. } => ExitCode::Usage,
             Error::CheckFailed(_) => ExitCode::CheckFailed,
             Error::Connect { .. }
             | Error::Database { .. }

@@ -135,13 +135,15 @@ fn unreachable_databases_fail_fast_with_exit_3_naming_the_host_not_the_password(
 }
 
 #[test]
-fn unimplemented_commands_exit_2_without_panicking() {
+fn prune_of_a_missing_backup_directory_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     dbkeeper(dir.path())
-        .args(["prune", "--keep-last", "1"])
+        .args(["prune", "no-such-dir", "--keep-last", "1"])
         .assert()
-        .code(predicate::in_iter([0, 2]))
-        .stderr(predicate::str::contains("panicked").not());
+        .code(predicate::in_iter([2, 3]))
+        .stderr(
+            predicate::str::contains("no-such-dir").and(predicate::str::contains("panicked").not()),
+        );
 }
 
 #[tokio::test]

@@ -153,6 +153,13 @@ fn prune_dir(
     dry_run: bool,
     locking: Locking,
 ) -> Result<PruneReport> {
+    // The lock would create a missing directory: a mistyped path must not "prune" nothing.
+    if !dir.is_dir() {
+        return Err(dbkeeper::Error::Usage(format!(
+            "backup directory {} does not exist; pass the directory your backups are in",
+            dir.display()
+        )));
+    }
     let _lock = match (dry_run, locking) {
         (false, Locking::Take) => Some(DirLock::acquire(dir, "prune")?),
         _ => None,
