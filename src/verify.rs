@@ -50,6 +50,9 @@ pub enum Kind {
     Options,
     /// The schema fingerprint (tables, columns, constraints, views, functions, triggers, ...).
     Schema,
+    /// A restore into the target started and never finished (killed, crashed): whatever the
+    /// other checks say, the target is not a complete copy.
+    IncompleteRestore,
 }
 
 /// One difference between what the archive says and what was found.

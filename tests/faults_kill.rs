@@ -323,6 +323,12 @@ async fn a_killed_restore_is_marked_unfinished_and_replace_recovers() {
             mark.as_deref().is_some_and(|m| m.contains("a.dbk.tar")),
             "{label}: {mark:?}"
         );
+        // ...`verify` against it reports it as incomplete, whatever its counts say...
+        dbkeeper(dir.path())
+            .args(["verify", &archive_arg, "--pg-url", &target])
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("never finished"));
         // ...and a plain restore refuses the half-restored target, saying why.
         dbkeeper(dir.path())
             .args(["--pg-url", &target, "restore", &archive_arg])

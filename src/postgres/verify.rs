@@ -29,7 +29,7 @@ use crate::postgres::connect::describe_error;
 use crate::postgres::dump::{PgArchiveMeta, PgDatasetExtra};
 use crate::postgres::fingerprint::{self, IndexDef};
 use crate::postgres::inspect::{self, db_error, quote_qualified};
-use crate::postgres::restore::archive_meta;
+use crate::postgres::restore::{archive_meta, unfinished_restore};
 use crate::postgres::PgTarget;
 use crate::verify::{Kind, TargetCheck};
 
@@ -63,6 +63,23 @@ pub async fn verify_target(
         .batch_execute("SET search_path = pg_catalog")
         .await
         .map_err(|e| db_error("preparing the catalog connection", &e))?;
+
+    // A restore killed during post-data leaves every row but no indexes: counts alone would
+    // pass, so the restore's own unfinished mark is checked first.
+    match unfinished_restore(&catalog).await? {
+        Some(mark) => check.mismatch(
+            Kind::IncompleteRestore,
+            target.describe(),
+            "finished restore",
+            mark.clone(),
+            format!(
+                "a restore into {} started ({mark}) and never finished; run the restore again \
+                 with --mode replace",
+                target.describe()
+            ),
+        ),
+        None => check.checked(),
+    }
 
     let datasets: Vec<&Dataset> = archive.manifest().datasets_of(Engine::Postgres).collect();
     check.objects = datasets.len();
