@@ -28,7 +28,7 @@ pub enum Level {
 
 /// What kind of fact differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// The archive's structure or a member's bytes (V0).
     Archive,
