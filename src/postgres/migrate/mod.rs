@@ -197,24 +197,18 @@ impl PgMigrator {
             tables.log(&tx, version, &m.name, "apply", None, run).await
         }
         .await;
-        match result {
-            Ok(()) => tx
-                .commit()
-                .await
-                .map_err(|e| db_error(&format!("committing {}", m.label()), &e)),
-            Err(e) => {
-                // The failed migration leaves no trace: its statements and rows go together.
-                let _ = tx.rollback().await;
-                Err(with_note(
-                    e,
-                    &format!(
-                        "{} was rolled back and left nothing behind; migrations before it stay \
-                         applied. Fix the file and run `dbkeeper migrate up` again",
-                        m.label()
-                    ),
-                ))
-            }
-        }
+        // The failed migration leaves no trace: its statements and rows go together.
+        commit_or_undo(
+            tx,
+            result,
+            &format!("committing {}", m.label()),
+            &format!(
+                "{} was rolled back and left nothing behind; migrations before it stay \
+                 applied. Fix the file and run `dbkeeper migrate up` again",
+                m.label()
+            ),
+        )
+        .await
     }
 
     /// For `CREATE INDEX CONCURRENTLY` and friends: recorded `in_progress` first, run statement by
@@ -351,22 +345,16 @@ impl MigrationEngine for PgMigrator {
             tables.log(&tx, version, &a.name, "revert", None, run).await
         }
         .await;
-        match result {
-            Ok(()) => tx
-                .commit()
-                .await
-                .map_err(|e| db_error(&format!("committing the rollback of {}", a.label()), &e)),
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(with_note(
-                    e,
-                    &format!(
-                        "the rollback was undone as a whole: {} stays applied",
-                        a.label()
-                    ),
-                ))
-            }
-        }
+        commit_or_undo(
+            tx,
+            result,
+            &format!("committing the rollback of {}", a.label()),
+            &format!(
+                "the rollback was undone as a whole: {} stays applied",
+                a.label()
+            ),
+        )
+        .await
     }
 
     async fn record_baseline(&mut self, migrations: &[&Migration], run: &RunInfo) -> Result<()> {
@@ -547,6 +535,23 @@ fn script_error(
 }
 
 /// Appends what happened to the database to a script failure.
+/// Commits `tx` when its work succeeded; otherwise rolls it back and adds `note` (what that means
+/// for the operator) to the error.
+async fn commit_or_undo(
+    tx: tokio_postgres::Transaction<'_>,
+    result: Result<()>,
+    committing: &str,
+    note: &str,
+) -> Result<()> {
+    match result {
+        Ok(()) => tx.commit().await.map_err(|e| db_error(committing, &e)),
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(with_note(e, note))
+        }
+    }
+}
+
 fn with_note(e: Error, note: &str) -> Error {
     match e {
         Error::Database { engine, message } => Error::Database {
