@@ -20,7 +20,6 @@ use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{Header, Manifest};
 use dbkeeper::mongo::dump::{self, DumpOptions};
-use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::restore::{self, RestoreOptions};
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::redact::SecretUrl;
@@ -218,10 +217,7 @@ async fn dbkeeper_dump(target: &MongoTarget, archive: &Path, args: &Args) -> u64
     let t_prepare = t0.elapsed();
     let header = Header::new(chrono::Utc::now(), vec![prepared.source().clone()]);
     let mut writer = ArchiveWriter::create_file(archive, &header).unwrap();
-    let dumped = prepared
-        .run(&mut writer, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let dumped = prepared.run(&mut writer).await.unwrap();
     let t_run = t0.elapsed();
     let documents = dumped.summary.documents;
     let mut manifest = Manifest::new(&header);
@@ -347,14 +343,9 @@ async fn main() {
                 jobs: args.jobs,
                 ..RestoreOptions::default()
             };
-            let restored = restore::restore_database(
-                &archive,
-                &target(RESTORED),
-                &options,
-                Arc::new(NoProgress),
-            )
-            .await
-            .unwrap();
+            let restored = restore::restore_database(&archive, &target(RESTORED), &options)
+                .await
+                .unwrap();
             report("restore", started.elapsed(), restored.documents, 0);
         }
         "insert" => {

@@ -9,10 +9,39 @@
 
 use std::sync::OnceLock;
 
+/// What a phase is expected to process. Restore and verify read exact totals from the manifest;
+/// a backup only has the databases' own estimates (`pg_class.reltuples`, collection metadata
+/// counts) until it has read everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub records: Option<u64>,
+    pub raw_bytes: Option<u64>,
+    /// False when the totals are the databases' estimates.
+    pub exact: bool,
+}
+
+impl Totals {
+    pub fn exact(records: u64, raw_bytes: u64) -> Totals {
+        Totals {
+            records: Some(records),
+            raw_bytes: Some(raw_bytes),
+            exact: true,
+        }
+    }
+
+    pub fn estimated(records: Option<u64>) -> Totals {
+        Totals {
+            records,
+            raw_bytes: None,
+            exact: false,
+        }
+    }
+}
+
 /// Receives progress; called from worker threads.
 pub trait ProgressSink: Send + Sync {
-    /// A phase (`backup`, `restore`, `verify`) begins; totals are exact when known.
-    fn start(&self, phase: &str, total_records: Option<u64>, total_raw_bytes: Option<u64>);
+    /// A phase (`backup`, `restore`, `verify`) begins.
+    fn start(&self, phase: &str, totals: Totals);
     /// One more chunk of `records` rows/documents and `raw_bytes` uncompressed bytes is done.
     fn chunk(&self, records: u64, raw_bytes: u64);
     /// The phase ended (successfully or not).
@@ -26,9 +55,9 @@ pub fn install(sink: Box<dyn ProgressSink>) {
     let _ = SINK.set(sink);
 }
 
-pub fn start(phase: &str, total_records: Option<u64>, total_raw_bytes: Option<u64>) {
+pub fn start(phase: &str, totals: Totals) {
     if let Some(sink) = SINK.get() {
-        sink.start(phase, total_records, total_raw_bytes);
+        sink.start(phase, totals);
     }
 }
 

@@ -363,4 +363,39 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
         "every restored record was reported: {last}"
     );
     assert!(events.iter().any(|e| e["event"] == "progress"));
+    assert!(events.iter().all(|e| e["totals_exact"] == true));
+
+    // A backup's totals are the databases' estimates (exact here once the table is analyzed),
+    // flagged as such; the records reported are the ones written.
+    pg.client()
+        .await
+        .batch_execute("ANALYZE items")
+        .await
+        .unwrap();
+    // Its own directory: archive names have one-second resolution.
+    let second = tempfile::tempdir().unwrap();
+    let out = dbkeeper(second.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "--json-events",
+            "backup",
+            "--output",
+            ".",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not NDJSON: {l}: {e}")))
+        .collect();
+    let start = events.first().unwrap();
+    assert_eq!(start["phase"], "backup");
+    assert_eq!(start["totals_exact"], false);
+    assert_eq!(start["total_records"], 250 + 121, "{start}");
+    assert_eq!(events.last().unwrap()["records"], 250 + 121);
 }

@@ -6,7 +6,6 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -20,7 +19,6 @@ use dbkeeper::config::Settings;
 use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::dump::{self as mongo_dump, DumpSummary};
-use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::dump::{DumpOptions, PgDump, ENGINE_KEY};
 use dbkeeper::postgres::PgTarget;
@@ -129,8 +127,6 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
 
 async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     settings.require_any_engine()?;
-    // Totals are unknown until the data has been read: progress counts up without a bar.
-    progress::start("backup", None, None);
     let result = perform_inner(args, settings).await;
     progress::finish();
     result
@@ -197,6 +193,18 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
     sources.extend(postgres.as_ref().map(|d| d.source().clone()));
     sources.extend(mongo.as_ref().map(|d| d.source().clone()));
     let header = Header::new(created_at, sources);
+    // Exact totals are only known once everything has been read; until then the bar runs
+    // against the databases' own estimates.
+    let estimate = match (&postgres, &mongo) {
+        (Some(pg), Some(mongo)) => pg
+            .estimated_rows()
+            .zip(mongo.estimated_documents())
+            .map(|(a, b)| a + b),
+        (Some(pg), None) => pg.estimated_rows(),
+        (None, Some(mongo)) => mongo.estimated_documents(),
+        (None, None) => None,
+    };
+    progress::start("backup", progress::Totals::estimated(estimate));
     let dumps = Dumps { postgres, mongo };
 
     let (manifest, mongo_summary, path, bytes) = match &destination {
@@ -318,7 +326,7 @@ async fn dump_into<W: Write + Send + 'static>(
     let mut manifest = Manifest::new(header);
     let mut mongo_summary = None;
     if let Some(mongo) = dumps.mongo {
-        let dumped = mongo.run(&mut writer, Arc::new(NoProgress)).await?;
+        let dumped = mongo.run(&mut writer).await?;
         mongo_summary = Some(dumped.summary.clone());
         dumped.record(&mut manifest);
     }

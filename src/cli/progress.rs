@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use dbkeeper::progress::{self, ProgressSink};
+use dbkeeper::progress::{self, ProgressSink, Totals};
 
 /// Chooses and installs the sink for this run.
 pub fn install(json_events: bool, quiet: bool) {
@@ -19,26 +19,26 @@ pub fn install(json_events: bool, quiet: bool) {
     }
 }
 
+/// What has been processed so far in the current phase.
 #[derive(Default)]
-struct Totals {
+struct Done {
     records: AtomicU64,
     raw_bytes: AtomicU64,
 }
 
 /// `--json-events`: one JSON object per line on stderr, so stdout keeps the single result
-/// document. Events: `start` (with exact totals when known), `progress` (after every chunk, i.e.
-/// every few MiB) and `finish`.
+/// document. Events: `start` (with the totals, `totals_exact` false for a backup's estimates),
+/// `progress` (after every chunk, i.e. every few MiB) and `finish`. Documented in docs/json.md.
 #[derive(Default)]
 struct NdjsonEvents {
-    totals: Totals,
+    done: Done,
     phase: Mutex<Option<Phase>>,
 }
 
 struct Phase {
     name: String,
     started: Instant,
-    total_records: Option<u64>,
-    total_raw_bytes: Option<u64>,
+    totals: Totals,
 }
 
 impl NdjsonEvents {
@@ -50,10 +50,11 @@ impl NdjsonEvents {
         let line = serde_json::json!({
             "event": event,
             "phase": phase.name,
-            "records": self.totals.records.load(Ordering::Relaxed),
-            "raw_bytes": self.totals.raw_bytes.load(Ordering::Relaxed),
-            "total_records": phase.total_records,
-            "total_raw_bytes": phase.total_raw_bytes,
+            "records": self.done.records.load(Ordering::Relaxed),
+            "raw_bytes": self.done.raw_bytes.load(Ordering::Relaxed),
+            "total_records": phase.totals.records,
+            "total_raw_bytes": phase.totals.raw_bytes,
+            "totals_exact": phase.totals.exact,
             "elapsed": (phase.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         });
         let mut err = std::io::stderr().lock();
@@ -62,23 +63,20 @@ impl NdjsonEvents {
 }
 
 impl ProgressSink for NdjsonEvents {
-    fn start(&self, phase: &str, total_records: Option<u64>, total_raw_bytes: Option<u64>) {
-        self.totals.records.store(0, Ordering::Relaxed);
-        self.totals.raw_bytes.store(0, Ordering::Relaxed);
+    fn start(&self, phase: &str, totals: Totals) {
+        self.done.records.store(0, Ordering::Relaxed);
+        self.done.raw_bytes.store(0, Ordering::Relaxed);
         *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = Some(Phase {
             name: phase.to_string(),
             started: Instant::now(),
-            total_records,
-            total_raw_bytes,
+            totals,
         });
         self.emit("start");
     }
 
     fn chunk(&self, records: u64, raw_bytes: u64) {
-        self.totals.records.fetch_add(records, Ordering::Relaxed);
-        self.totals
-            .raw_bytes
-            .fetch_add(raw_bytes, Ordering::Relaxed);
+        self.done.records.fetch_add(records, Ordering::Relaxed);
+        self.done.raw_bytes.fetch_add(raw_bytes, Ordering::Relaxed);
         self.emit("progress");
     }
 
@@ -87,67 +85,121 @@ impl ProgressSink for NdjsonEvents {
     }
 }
 
-/// A progress bar over uncompressed bytes (exact when the archive's manifest gives the total),
-/// with rows/documents in the message; a spinner when the total is unknown (backup).
+/// What a terminal bar measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// Uncompressed bytes against the manifest's exact total (restore, verify); rows in the
+    /// message.
+    Bytes,
+    /// Rows/documents against the databases' estimate (backup); bytes in the message.
+    EstimatedRecords,
+    /// No total: a spinner counting up.
+    Unknown,
+}
+
+/// A progress bar on stderr, redrawn at most five times a second.
 #[derive(Default)]
 struct Bars {
-    records: AtomicU64,
-    /// `u64::MAX` when unknown.
-    total_records: AtomicU64,
-    bar: Mutex<Option<ProgressBar>>,
+    state: Mutex<Option<BarState>>,
+}
+
+struct BarState {
+    bar: ProgressBar,
+    unit: Unit,
+    records: u64,
+    raw_bytes: u64,
+    total_records: Option<u64>,
+}
+
+impl BarState {
+    fn message(&self) -> String {
+        match self.unit {
+            Unit::Bytes => match self.total_records {
+                Some(total) => format!("{}/{total} rows", self.records),
+                None => format!("{} rows", self.records),
+            },
+            Unit::EstimatedRecords => format!("rows, {}", HumanBytes(self.raw_bytes)),
+            Unit::Unknown => format!("{} rows", self.records),
+        }
+    }
+}
+
+fn bar_for(unit: Unit, totals: Totals) -> ProgressBar {
+    let (length, template) = match unit {
+        Unit::Bytes => (
+            totals.raw_bytes,
+            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} ({eta})",
+        ),
+        Unit::EstimatedRecords => (
+            totals.records,
+            "{prefix:>8} [{bar:30}] {human_pos}/~{human_len} {msg} ({eta})",
+        ),
+        Unit::Unknown => (None, "{prefix:>8} {spinner} {bytes} {msg} {elapsed}"),
+    };
+    ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    )
 }
 
 impl ProgressSink for Bars {
-    fn start(&self, phase: &str, total_records: Option<u64>, total_raw_bytes: Option<u64>) {
-        self.records.store(0, Ordering::Relaxed);
-        self.total_records
-            .store(total_records.unwrap_or(u64::MAX), Ordering::Relaxed);
-        let bar = match total_raw_bytes {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-                .with_style(
-                    ProgressStyle::with_template(
-                        "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} ({eta})",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                ),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{prefix:>8} {spinner} {bytes} {msg} {elapsed}")
-                    .expect("valid template"),
-            ),
+    fn start(&self, phase: &str, totals: Totals) {
+        let unit = match totals {
+            Totals {
+                raw_bytes: Some(_),
+                exact: true,
+                ..
+            } => Unit::Bytes,
+            Totals {
+                records: Some(_), ..
+            } => Unit::EstimatedRecords,
+            _ => Unit::Unknown,
         };
+        let bar = bar_for(unit, totals);
         bar.set_prefix(phase.to_string());
-        bar.set_message(match total_records {
-            Some(total) => format!("0/{total} rows"),
-            None => "0 rows".to_string(),
-        });
+        let state = BarState {
+            bar: bar.clone(),
+            unit,
+            records: 0,
+            raw_bytes: 0,
+            total_records: totals.records,
+        };
+        bar.set_message(state.message());
         bar.enable_steady_tick(Duration::from_millis(200));
         let previous = self
-            .bar
+            .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .replace(bar.clone());
+            .replace(state);
         if let Some(previous) = previous {
-            previous.finish_and_clear();
+            previous.bar.finish_and_clear();
         }
     }
 
     fn chunk(&self, records: u64, raw_bytes: u64) {
-        let done = self.records.fetch_add(records, Ordering::Relaxed) + records;
-        let total = self.total_records.load(Ordering::Relaxed);
-        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            bar.inc(raw_bytes);
-            bar.set_message(if total == u64::MAX {
-                format!("{done} rows")
-            } else {
-                format!("{done}/{total} rows")
-            });
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = guard.as_mut() else {
+            return;
+        };
+        state.records += records;
+        state.raw_bytes += raw_bytes;
+        match state.unit {
+            Unit::EstimatedRecords => {
+                // An estimate can be short: grow the bar rather than overflow it.
+                let length = state.bar.length().unwrap_or(0).max(state.records);
+                state.bar.set_length(length);
+                state.bar.set_position(state.records);
+            }
+            Unit::Bytes | Unit::Unknown => state.bar.inc(raw_bytes),
         }
+        let message = state.message();
+        state.bar.set_message(message);
     }
 
     fn finish(&self) {
-        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            bar.finish_and_clear();
+        if let Some(state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            state.bar.finish_and_clear();
         }
     }
 }

@@ -16,7 +16,6 @@ use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
-use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::restore::{self as mongo_restore, MongoRestoreReport};
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::restore::{
@@ -128,7 +127,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         Engine::Mongo => mongo.is_some(),
     });
     let (records, raw_bytes) = restored.fold((0, 0), |(r, b), d| (r + d.rows, b + d.raw_bytes));
-    progress::start("restore", Some(records), Some(raw_bytes));
+    progress::start("restore", progress::Totals::exact(records, raw_bytes));
     let restored = restore_engines(
         &archive,
         pg.as_ref(),
@@ -286,10 +285,9 @@ async fn restore_engines(
         None => None,
     };
     let mongo_report = match mongo {
-        Some(target) => Some(
-            mongo_restore::restore_database(archive, target, mongo_options, Arc::new(NoProgress))
-                .await?,
-        ),
+        Some(target) => {
+            Some(mongo_restore::restore_database(archive, target, mongo_options).await?)
+        }
         None => None,
     };
     Ok((pg_report, mongo_report))

@@ -123,8 +123,10 @@ async fn offline(
                 let datasets = &archive.manifest().datasets;
                 dbkeeper::progress::start(
                     "verify",
-                    Some(datasets.iter().map(|d| d.rows).sum()),
-                    Some(datasets.iter().map(|d| d.raw_bytes).sum()),
+                    dbkeeper::progress::Totals::exact(
+                        datasets.iter().map(|d| d.rows).sum(),
+                        datasets.iter().map(|d| d.raw_bytes).sum(),
+                    ),
                 );
                 let decode = archive.verify_decode(jobs);
                 dbkeeper::progress::finish();

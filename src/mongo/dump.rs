@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{doc, RawDocumentBuf, Timestamp};
-use mongodb::{Client, ClientSession};
+use mongodb::{Client, ClientSession, Database};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -34,7 +34,6 @@ use super::inspect::{db_error, index_specs, list_collections};
 use super::manifest::{ClusterTime, CollectionEntry, Consistency, MongoManifest};
 use super::metadata::{self, CollectionKind, CollectionMetadata};
 use super::namespace::NamespaceFilter;
-use super::progress::Progress;
 use super::MongoTarget;
 use crate::archive::chunk::{ChunkBuilder, CompressedChunk, DEFAULT_CHUNK_BYTES};
 use crate::archive::digest::ContentDigest;
@@ -84,6 +83,7 @@ pub struct PreparedDump {
     definitions: Vec<CollectionMetadata>,
     snapshot: Option<Timestamp>,
     snapshot_unavailable: Option<String>,
+    estimated_documents: Option<u64>,
     options: DumpOptions,
 }
 
@@ -165,6 +165,7 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions.push(definition);
     }
 
+    let estimated_documents = estimate_documents(&db, &definitions).await;
     let first_collection = definitions
         .iter()
         .find(|d| d.kind == CollectionKind::Collection)
@@ -206,8 +207,25 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions,
         snapshot,
         snapshot_unavailable,
+        estimated_documents,
         options: options.clone(),
     })
+}
+
+/// The collections' metadata counts (no scan), for progress only: `None` when the server
+/// cannot say.
+async fn estimate_documents(db: &Database, definitions: &[CollectionMetadata]) -> Option<u64> {
+    let mut total = 0;
+    for definition in definitions {
+        if definition.kind == CollectionKind::Collection {
+            total += db
+                .collection::<RawDocumentBuf>(&definition.name)
+                .estimated_document_count()
+                .await
+                .ok()?;
+        }
+    }
+    Some(total)
 }
 
 /// Opens a snapshot session and reads one document so the server picks the cluster time all
@@ -261,17 +279,18 @@ impl PreparedDump {
         &self.definitions
     }
 
+    /// The collections' metadata document counts, for progress; `None` when unavailable.
+    pub fn estimated_documents(&self) -> Option<u64> {
+        self.estimated_documents
+    }
+
     /// Writes the definitions and every collection's documents to `writer`. Returns what the
     /// manifest needs; nothing is recorded in it here (see [`MongoDump::record`]).
     ///
     /// Member names are `mongo/meta/<i>-<name>.metadata.json` and
     /// `mongo/data/<i>-<db.coll>/<chunk>.bson.gz`, `<i>` being the collection's position in this
     /// dump (the `mongo/` prefix keeps them apart from other engines' members).
-    pub async fn run<W: Write>(
-        self,
-        writer: &mut ArchiveWriter<W>,
-        progress: Arc<dyn Progress>,
-    ) -> Result<MongoDump> {
+    pub async fn run<W: Write>(self, writer: &mut ArchiveWriter<W>) -> Result<MongoDump> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.definitions.len());
         for (index, definition) in self.definitions.iter().enumerate() {
@@ -307,7 +326,7 @@ impl PreparedDump {
                 extra: serde_json::json!({ "metadata_member": entries[index].metadata_member }),
             });
         }
-        let digests = self.read_collections(jobs, writer, &mut datasets, &*progress);
+        let digests = self.read_collections(jobs, writer, &mut datasets);
         let digests = digests.await?;
         for (dataset, digest) in datasets.iter_mut().zip(digests) {
             dataset.digest = digest.to_hex();
@@ -336,7 +355,6 @@ impl PreparedDump {
         jobs: VecDeque<CollectionJob>,
         writer: &mut ArchiveWriter<W>,
         datasets: &mut [Dataset],
-        progress: &dyn Progress,
     ) -> Result<Vec<ContentDigest>> {
         let mut digests = vec![ContentDigest::new(); datasets.len()];
         let workers = self.options.jobs.min(jobs.len()).max(1);
@@ -360,10 +378,7 @@ impl PreparedDump {
         loop {
             tokio::select! {
                 message = rx.recv() => match message {
-                    Some(WorkerMessage::Started { dataset }) => {
-                        progress.collection_started(&datasets[dataset].name);
-                    }
-                    Some(WorkerMessage::Chunk { dataset, chunk }) => {
+                    Some(DumpedChunk { dataset, chunk }) => {
                         let d = &mut datasets[dataset];
                         let entry = writer.append(chunk.member)?;
                         d.rows += chunk.rows;
@@ -376,10 +391,6 @@ impl PreparedDump {
                             size: entry.size,
                             sha256: entry.sha256,
                         });
-                        progress.chunk_done(&d.name, chunk.rows, chunk.raw_bytes);
-                    }
-                    Some(WorkerMessage::Finished { dataset }) => {
-                        progress.collection_finished(&datasets[dataset].name, datasets[dataset].rows);
                     }
                     None => break,
                 },
@@ -445,17 +456,10 @@ struct CollectionJob {
     name: String,
 }
 
-enum WorkerMessage {
-    Started {
-        dataset: usize,
-    },
-    Chunk {
-        dataset: usize,
-        chunk: CompressedChunk,
-    },
-    Finished {
-        dataset: usize,
-    },
+/// A compressed chunk of one dataset, from a worker to the archive writer.
+struct DumpedChunk {
+    dataset: usize,
+    chunk: CompressedChunk,
 }
 
 struct Worker {
@@ -464,7 +468,7 @@ struct Worker {
     snapshot: Option<Timestamp>,
     chunk_bytes: usize,
     compression_level: u32,
-    tx: mpsc::Sender<WorkerMessage>,
+    tx: mpsc::Sender<DumpedChunk>,
 }
 
 impl Worker {
@@ -496,10 +500,6 @@ impl Worker {
     ) -> Result<()> {
         let qualified = format!("{}.{}", self.database, job.name);
         let context = || format!("reading {qualified}");
-        self.send(WorkerMessage::Started {
-            dataset: job.dataset,
-        })
-        .await?;
         let mut chunks = ChunkPipeline {
             worker: self,
             job,
@@ -541,14 +541,10 @@ impl Worker {
                 }
             }
         }
-        chunks.finish().await?;
-        self.send(WorkerMessage::Finished {
-            dataset: job.dataset,
-        })
-        .await
+        chunks.finish().await
     }
 
-    async fn send(&self, message: WorkerMessage) -> Result<()> {
+    async fn send(&self, message: DumpedChunk) -> Result<()> {
         // The receiver only goes away when the dump already failed; that error is the one
         // reported, this one is never seen.
         self.tx
@@ -626,7 +622,7 @@ impl ChunkPipeline<'_> {
         if let Some(handle) = self.in_flight.take() {
             let chunk = handle.await.map_err(worker_panicked)??;
             self.worker
-                .send(WorkerMessage::Chunk {
+                .send(DumpedChunk {
                     dataset: self.job.dataset,
                     chunk,
                 })

@@ -9,6 +9,5 @@ pub mod manifest;
 pub mod metadata;
 pub mod migrate;
 pub mod namespace;
-pub mod progress;
 pub mod restore;
 pub mod verify;

@@ -32,7 +32,6 @@ use super::inspect::db_error;
 use super::manifest::{load_collections, MongoManifest};
 use super::metadata::{CollectionKind, CollectionMetadata};
 use super::namespace::{renamed, Rename};
-use super::progress::Progress;
 use super::MongoTarget;
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
@@ -152,7 +151,6 @@ pub async fn restore_database(
     archive: &Arc<VerifiedArchive>,
     target: &MongoTarget,
     options: &RestoreOptions,
-    progress: Arc<dyn Progress>,
 ) -> Result<MongoRestoreReport> {
     let started = Instant::now();
     if options.jobs == 0 {
@@ -177,7 +175,7 @@ pub async fn restore_database(
             .filter(|p| p.dataset.is_some())
             .cloned()
             .collect();
-        let collections = insert_all(archive, &db, queue, options, progress).await?;
+        let collections = insert_all(archive, &db, queue, options).await?;
 
         let mut views = Vec::new();
         for item in plan
@@ -347,18 +345,12 @@ async fn insert_all(
     db: &Database,
     queue: VecDeque<Planned>,
     options: &RestoreOptions,
-    progress: Arc<dyn Progress>,
 ) -> Result<Vec<RestoredCollection>> {
     let workers = options.jobs.min(queue.len()).max(1);
     let queue = Arc::new(Mutex::new(queue));
     let mut set = JoinSet::new();
     for _ in 0..workers {
-        let (archive, db, queue, progress) = (
-            Arc::clone(archive),
-            db.clone(),
-            Arc::clone(&queue),
-            Arc::clone(&progress),
-        );
+        let (archive, db, queue) = (Arc::clone(archive), db.clone(), Arc::clone(&queue));
         let batch_bytes = options.batch_bytes;
         set.spawn(async move {
             let mut done = Vec::new();
@@ -366,7 +358,7 @@ async fn insert_all(
                 let Some(item) = queue.lock().expect("restore queue").pop_front() else {
                     return Ok::<_, Error>(done);
                 };
-                done.push(restore_collection(&archive, &db, &item, batch_bytes, &*progress).await?);
+                done.push(restore_collection(&archive, &db, &item, batch_bytes).await?);
             }
         });
     }
@@ -386,11 +378,9 @@ async fn restore_collection(
     db: &Database,
     item: &Planned,
     batch_bytes: usize,
-    progress: &dyn Progress,
 ) -> Result<RestoredCollection> {
     let dataset = item.dataset.clone().expect("only collections are queued");
     let name = &item.target_name;
-    progress.collection_started(name);
     let coll = db.collection::<&RawDocument>(name);
 
     // Decompress on the blocking pool, one chunk ahead of the inserts: at most two decoded
@@ -426,14 +416,12 @@ async fn restore_collection(
         let batches = batches_of(documents, batch_bytes);
         for batch in batches {
             let documents = batch.len() as u64;
-            let bytes: u64 = batch.iter().map(|d| d.as_bytes().len() as u64).sum();
             coll.insert_many(batch)
                 .ordered(false)
                 .bypass_document_validation(true)
                 .await
                 .map_err(|e| insert_error(db, name, &e))?;
             inserted += documents;
-            progress.chunk_done(name, documents, bytes);
         }
     }
     if inserted != dataset.rows || digest.to_hex() != dataset.digest {
@@ -459,7 +447,6 @@ async fn restore_collection(
         },
     };
     let indexes = build_indexes(db, name, &item.definition).await?;
-    progress.collection_finished(name, inserted);
     Ok(RestoredCollection {
         name: name.clone(),
         renamed_from: (dataset.name != *name).then(|| dataset.name.clone()),

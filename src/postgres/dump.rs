@@ -180,6 +180,12 @@ impl PgDump {
         &self.tables
     }
 
+    /// The planner's estimate of the rows the dump will read, for progress; `None` when a
+    /// table was never analyzed.
+    pub fn estimated_rows(&self) -> Option<u64> {
+        self.tables.iter().map(|t| t.estimated_rows).sum()
+    }
+
     /// Dumps schema and data, sending every member to `sender`.
     pub async fn run(self, sender: MemberSender) -> Result<PgDumpOutput> {
         let pre = tools::pg_dump_schema(
@@ -607,6 +613,7 @@ mod tests {
             columns: vec!["id".into()],
             bytes,
             pages: bytes / 8192,
+            estimated_rows: None,
         }
     }
 

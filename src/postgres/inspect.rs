@@ -39,6 +39,9 @@ pub struct TableInfo {
     pub bytes: i64,
     /// Heap pages, for splitting a big table into ctid ranges.
     pub pages: i64,
+    /// The planner's row estimate (`pg_class.reltuples`), for progress only; `None` when the
+    /// table has pages but was never vacuumed or analyzed.
+    pub estimated_rows: Option<u64>,
 }
 
 impl TableInfo {
@@ -72,7 +75,8 @@ pub async fn list_tables(client: &Client) -> Result<Vec<TableInfo>> {
                          FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
                          '{{}}')::text[],
                 pg_catalog.pg_relation_size(c.oid),
-                pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::bigint
+                pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+                c.reltuples::float8
          FROM pg_catalog.pg_class c
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
@@ -95,8 +99,21 @@ pub async fn list_tables(client: &Client) -> Result<Vec<TableInfo>> {
             columns: r.get(2),
             bytes: r.get(3),
             pages: r.get(4),
+            estimated_rows: row_estimate(r.get(5), r.get(4)),
         })
         .collect())
+}
+
+/// `reltuples` is -1 (PostgreSQL 14+) or 0 (older) until the table is first vacuumed or
+/// analyzed; only an empty heap then says for sure how many rows there are.
+fn row_estimate(reltuples: f64, pages: i64) -> Option<u64> {
+    if pages == 0 {
+        Some(0)
+    } else if reltuples > 0.0 {
+        Some(reltuples.round() as u64)
+    } else {
+        None
+    }
 }
 
 /// A sequence's state, as `setval(name, last_value, is_called)` restores it.

@@ -10,7 +10,6 @@ use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{Header, Manifest};
 use dbkeeper::mongo::dump::{self, DumpOptions, DumpSummary};
-use dbkeeper::mongo::progress::NoProgress;
 use dbkeeper::mongo::restore::{self, MongoRestoreReport, RestoreOptions};
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::redact::SecretUrl;
@@ -34,10 +33,7 @@ pub async fn dump_to_archive(
     let header = Header::new(chrono::Utc::now(), vec![prepared.source().clone()]);
     let path = dir.join(format!("{}.dbk.tar", db.name));
     let mut writer = ArchiveWriter::create_file(&path, &header).unwrap();
-    let dumped = prepared
-        .run(&mut writer, Arc::new(NoProgress))
-        .await
-        .expect("dump");
+    let dumped = prepared.run(&mut writer).await.expect("dump");
     let summary = dumped.summary.clone();
     let mut manifest = Manifest::new(&header);
     dumped.record(&mut manifest);
@@ -53,7 +49,7 @@ pub async fn restore_from(
     options: &RestoreOptions,
 ) -> dbkeeper::Result<MongoRestoreReport> {
     let archive = Arc::new(VerifiedArchive::open(path)?);
-    restore::restore_database(&archive, &target(db), options, Arc::new(NoProgress)).await
+    restore::restore_database(&archive, &target(db), options).await
 }
 
 /// Every document of a collection as raw BSON, sorted by bytes (an order-independent, exact
