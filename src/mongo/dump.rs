@@ -23,7 +23,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{doc, RawDocumentBuf, Timestamp};
+use mongodb::bson::{doc, Bson, RawDocumentBuf, Timestamp};
+use mongodb::options::FindOptions;
 use mongodb::{Client, ClientSession, Database};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -83,8 +84,30 @@ pub struct PreparedDump {
     definitions: Vec<CollectionMetadata>,
     snapshot: Option<Timestamp>,
     snapshot_unavailable: Option<String>,
-    estimated_documents: Option<u64>,
+    /// `collStats` of each definition (same order); `None` for views or when refused.
+    stats: Vec<Option<CollectionStats>>,
     options: DumpOptions,
+}
+
+/// What the server's metadata says about a collection before it is read: used for progress
+/// totals and to size cursor batches, never for the manifest.
+#[derive(Debug, Clone, Copy)]
+struct CollectionStats {
+    documents: u64,
+    average_document_bytes: u64,
+}
+
+/// Bytes the server may put in one cursor batch. Without a limit it fills 16 MiB per batch,
+/// which the driver holds while the worker copies documents into its chunk; a few MiB per
+/// round trip already amortize the getMore.
+const CURSOR_BATCH_BYTES: u64 = 2 << 20;
+
+impl CollectionStats {
+    /// Documents per batch so that a batch is about [`CURSOR_BATCH_BYTES`].
+    fn batch_size(&self) -> u32 {
+        let documents = CURSOR_BATCH_BYTES / self.average_document_bytes.max(1);
+        documents.clamp(1, u32::MAX as u64) as u32
+    }
 }
 
 /// What one collection's dump produced.
@@ -165,7 +188,13 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions.push(definition);
     }
 
-    let estimated_documents = estimate_documents(&db, &definitions).await;
+    let mut stats = Vec::with_capacity(definitions.len());
+    for definition in &definitions {
+        stats.push(match definition.kind {
+            CollectionKind::Collection => collection_stats(&db, &definition.name).await,
+            CollectionKind::View => None,
+        });
+    }
     let first_collection = definitions
         .iter()
         .find(|d| d.kind == CollectionKind::Collection)
@@ -207,25 +236,27 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions,
         snapshot,
         snapshot_unavailable,
-        estimated_documents,
+        stats,
         options: options.clone(),
     })
 }
 
-/// The collections' metadata counts (no scan), for progress only: `None` when the server
-/// cannot say.
-async fn estimate_documents(db: &Database, definitions: &[CollectionMetadata]) -> Option<u64> {
-    let mut total = 0;
-    for definition in definitions {
-        if definition.kind == CollectionKind::Collection {
-            total += db
-                .collection::<RawDocumentBuf>(&definition.name)
-                .estimated_document_count()
-                .await
-                .ok()?;
+/// `collStats` (deprecated in MongoDB 6.2 in favour of `$collStats`, still answered by 8.x and
+/// by the MongoDB-wire servers the tests use). Any refusal just means no estimate.
+async fn collection_stats(db: &Database, name: &str) -> Option<CollectionStats> {
+    let reply = db.run_command(doc! { "collStats": name }).await.ok()?;
+    let number = |key: &str| -> Option<u64> {
+        match reply.get(key)? {
+            Bson::Int32(n) => u64::try_from(*n).ok(),
+            Bson::Int64(n) => u64::try_from(*n).ok(),
+            Bson::Double(n) if *n >= 0.0 => Some(n.round() as u64),
+            _ => None,
         }
-    }
-    Some(total)
+    };
+    Some(CollectionStats {
+        documents: number("count")?,
+        average_document_bytes: number("avgObjSize").unwrap_or(0),
+    })
 }
 
 /// Opens a snapshot session and reads one document so the server picks the cluster time all
@@ -281,7 +312,12 @@ impl PreparedDump {
 
     /// The collections' metadata document counts, for progress; `None` when unavailable.
     pub fn estimated_documents(&self) -> Option<u64> {
-        self.estimated_documents
+        self.definitions
+            .iter()
+            .zip(&self.stats)
+            .filter(|(d, _)| d.kind == CollectionKind::Collection)
+            .map(|(_, s)| s.map(|s| s.documents))
+            .sum()
     }
 
     /// Writes the definitions and every collection's documents to `writer`. Returns what the
@@ -313,6 +349,9 @@ impl PreparedDump {
                 dataset: datasets.len(),
                 member_index: index,
                 name: definition.name.clone(),
+                batch_size: self.stats[index]
+                    .filter(|s| s.average_document_bytes > 0)
+                    .map(|s| s.batch_size()),
             });
             datasets.push(Dataset {
                 engine: Engine::Mongo,
@@ -454,6 +493,16 @@ struct CollectionJob {
     /// Position among the dump's collections and views (names the members).
     member_index: usize,
     name: String,
+    /// Documents per cursor batch; `None` leaves it to the server (16 MiB batches).
+    batch_size: Option<u32>,
+}
+
+impl CollectionJob {
+    fn find_options(&self) -> FindOptions {
+        let mut options = FindOptions::default();
+        options.batch_size = self.batch_size;
+        options
+    }
 }
 
 /// A compressed chunk of one dataset, from a worker to the archive writer.
@@ -516,6 +565,7 @@ impl Worker {
             Some(session) => {
                 let mut cursor = coll
                     .find(doc! {})
+                    .with_options(job.find_options())
                     .session(&mut *session)
                     .await
                     .map_err(|e| snapshot_error(context(), &e))?;
@@ -530,6 +580,7 @@ impl Worker {
             None => {
                 let mut cursor = coll
                     .find(doc! {})
+                    .with_options(job.find_options())
                     .await
                     .map_err(|e| db_error(context(), &e))?;
                 while cursor
@@ -634,5 +685,25 @@ impl ChunkPipeline<'_> {
     async fn finish(mut self) -> Result<()> {
         self.cut().await?;
         self.send_in_flight().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(average_document_bytes: u64) -> CollectionStats {
+        CollectionStats {
+            documents: 1,
+            average_document_bytes,
+        }
+    }
+
+    #[test]
+    fn cursor_batches_hold_about_the_byte_budget() {
+        assert_eq!(stats(512).batch_size(), 4096);
+        assert_eq!(stats(1).batch_size() as u64, CURSOR_BATCH_BYTES);
+        // Documents bigger than the budget still come one per batch.
+        assert_eq!(stats(15 << 20).batch_size(), 1);
     }
 }
