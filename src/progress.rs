@@ -55,6 +55,12 @@ pub fn install(sink: Box<dyn ProgressSink>) {
     let _ = SINK.set(sink);
 }
 
+/// True when progress goes somewhere (a terminal bar or `--json-events`): worth asking the
+/// databases for estimates.
+pub fn is_shown() -> bool {
+    SINK.get().is_some()
+}
+
 pub fn start(phase: &str, totals: Totals) {
     if let Some(sink) = SINK.get() {
         sink.start(phase, totals);

@@ -195,14 +195,15 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
     let header = Header::new(created_at, sources);
     // Exact totals are only known once everything has been read; until then the bar runs
     // against the databases' own estimates.
-    let estimate = match (&postgres, &mongo) {
-        (Some(pg), Some(mongo)) => pg
-            .estimated_rows()
-            .zip(mongo.estimated_documents())
-            .map(|(a, b)| a + b),
-        (Some(pg), None) => pg.estimated_rows(),
-        (None, Some(mongo)) => mongo.estimated_documents(),
-        (None, None) => None,
+    let estimate = if progress::is_shown() {
+        let mongo_documents = match &mongo {
+            Some(mongo) => mongo.estimated_documents().await,
+            None => Some(0),
+        };
+        let pg_rows = postgres.as_ref().map_or(Some(0), |pg| pg.estimated_rows());
+        pg_rows.zip(mongo_documents).map(|(a, b)| a + b)
+    } else {
+        None
     };
     progress::start("backup", progress::Totals::estimated(estimate));
     let dumps = Dumps { postgres, mongo };

@@ -23,9 +23,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{doc, Bson, RawDocumentBuf, Timestamp};
+use mongodb::bson::{doc, RawDocumentBuf, Timestamp};
 use mongodb::options::FindOptions;
-use mongodb::{Client, ClientSession, Database};
+use mongodb::{Client, ClientSession};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -84,30 +84,23 @@ pub struct PreparedDump {
     definitions: Vec<CollectionMetadata>,
     snapshot: Option<Timestamp>,
     snapshot_unavailable: Option<String>,
-    /// `collStats` of each definition (same order); `None` for views or when refused.
-    stats: Vec<Option<CollectionStats>>,
     options: DumpOptions,
 }
 
-/// What the server's metadata says about a collection before it is read: used for progress
-/// totals and to size cursor batches, never for the manifest.
-#[derive(Debug, Clone, Copy)]
-struct CollectionStats {
-    documents: u64,
-    average_document_bytes: u64,
-}
-
 /// Bytes the server may put in one cursor batch. Without a limit it fills 16 MiB per batch,
-/// which the driver holds while the worker copies documents into its chunk; a few MiB per
-/// round trip already amortize the getMore.
+/// which the driver holds while the worker copies documents into its chunk (two workers: the
+/// difference between 85 and 175 MiB peak RSS in bench/mongo.sh); a couple of MiB per round trip
+/// already amortize the getMore.
 const CURSOR_BATCH_BYTES: u64 = 2 << 20;
 
-impl CollectionStats {
-    /// Documents per batch so that a batch is about [`CURSOR_BATCH_BYTES`].
-    fn batch_size(&self) -> u32 {
-        let documents = CURSOR_BATCH_BYTES / self.average_document_bytes.max(1);
-        documents.clamp(1, u32::MAX as u64) as u32
-    }
+/// Documents read to size a collection's cursor batches.
+const SAMPLE_DOCUMENTS: i64 = 16;
+
+/// Documents per batch so that a batch of documents of `average_bytes` is about
+/// [`CURSOR_BATCH_BYTES`].
+fn batch_size_for(average_bytes: u64) -> u32 {
+    let documents = CURSOR_BATCH_BYTES / average_bytes.max(1);
+    documents.clamp(1, u32::MAX as u64) as u32
 }
 
 /// What one collection's dump produced.
@@ -188,13 +181,6 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions.push(definition);
     }
 
-    let mut stats = Vec::with_capacity(definitions.len());
-    for definition in &definitions {
-        stats.push(match definition.kind {
-            CollectionKind::Collection => collection_stats(&db, &definition.name).await,
-            CollectionKind::View => None,
-        });
-    }
     let first_collection = definitions
         .iter()
         .find(|d| d.kind == CollectionKind::Collection)
@@ -236,26 +222,7 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions,
         snapshot,
         snapshot_unavailable,
-        stats,
         options: options.clone(),
-    })
-}
-
-/// `collStats` (deprecated in MongoDB 6.2 in favour of `$collStats`, still answered by 8.x and
-/// by the MongoDB-wire servers the tests use). Any refusal just means no estimate.
-async fn collection_stats(db: &Database, name: &str) -> Option<CollectionStats> {
-    let reply = db.run_command(doc! { "collStats": name }).await.ok()?;
-    let number = |key: &str| -> Option<u64> {
-        match reply.get(key)? {
-            Bson::Int32(n) => u64::try_from(*n).ok(),
-            Bson::Int64(n) => u64::try_from(*n).ok(),
-            Bson::Double(n) if *n >= 0.0 => Some(n.round() as u64),
-            _ => None,
-        }
-    };
-    Some(CollectionStats {
-        documents: number("count")?,
-        average_document_bytes: number("avgObjSize").unwrap_or(0),
     })
 }
 
@@ -310,14 +277,22 @@ impl PreparedDump {
         &self.definitions
     }
 
-    /// The collections' metadata document counts, for progress; `None` when unavailable.
-    pub fn estimated_documents(&self) -> Option<u64> {
-        self.definitions
-            .iter()
-            .zip(&self.stats)
-            .filter(|(d, _)| d.kind == CollectionKind::Collection)
-            .map(|(_, s)| s.map(|s| s.documents))
-            .sum()
+    /// The collections' metadata document counts (`count` without a filter), for progress
+    /// only; `None` when the server cannot say. O(1) on MongoDB, but some MongoDB-wire servers
+    /// scan, so the CLI asks only when it shows progress.
+    pub async fn estimated_documents(&self) -> Option<u64> {
+        let db = self.client.database(&self.database);
+        let mut total = 0;
+        for definition in &self.definitions {
+            if definition.kind == CollectionKind::Collection {
+                total += db
+                    .collection::<RawDocumentBuf>(&definition.name)
+                    .estimated_document_count()
+                    .await
+                    .ok()?;
+            }
+        }
+        Some(total)
     }
 
     /// Writes the definitions and every collection's documents to `writer`. Returns what the
@@ -349,9 +324,6 @@ impl PreparedDump {
                 dataset: datasets.len(),
                 member_index: index,
                 name: definition.name.clone(),
-                batch_size: self.stats[index]
-                    .filter(|s| s.average_document_bytes > 0)
-                    .map(|s| s.batch_size()),
             });
             datasets.push(Dataset {
                 engine: Engine::Mongo,
@@ -493,16 +465,22 @@ struct CollectionJob {
     /// Position among the dump's collections and views (names the members).
     member_index: usize,
     name: String,
-    /// Documents per cursor batch; `None` leaves it to the server (16 MiB batches).
-    batch_size: Option<u32>,
 }
 
-impl CollectionJob {
-    fn find_options(&self) -> FindOptions {
-        let mut options = FindOptions::default();
-        options.batch_size = self.batch_size;
-        options
+/// Find options whose batches hold about [`CURSOR_BATCH_BYTES`], sized from the first few
+/// documents (one short round trip; a sizing hint only, so it need not be in the snapshot).
+async fn sized_batches(
+    coll: &mongodb::Collection<RawDocumentBuf>,
+) -> mongodb::error::Result<FindOptions> {
+    let mut sample = coll.find(doc! {}).limit(SAMPLE_DOCUMENTS).await?;
+    let (mut documents, mut bytes) = (0u64, 0u64);
+    while sample.advance().await? {
+        documents += 1;
+        bytes += sample.current().as_bytes().len() as u64;
     }
+    let mut options = FindOptions::default();
+    options.batch_size = bytes.checked_div(documents).map(batch_size_for);
+    Ok(options)
 }
 
 /// A compressed chunk of one dataset, from a worker to the archive writer.
@@ -561,11 +539,14 @@ impl Worker {
             .client
             .database(&self.database)
             .collection::<RawDocumentBuf>(&job.name);
+        let find_options = sized_batches(&coll)
+            .await
+            .map_err(|e| db_error(context(), &e))?;
         match session {
             Some(session) => {
                 let mut cursor = coll
                     .find(doc! {})
-                    .with_options(job.find_options())
+                    .with_options(find_options)
                     .session(&mut *session)
                     .await
                     .map_err(|e| snapshot_error(context(), &e))?;
@@ -580,7 +561,7 @@ impl Worker {
             None => {
                 let mut cursor = coll
                     .find(doc! {})
-                    .with_options(job.find_options())
+                    .with_options(find_options)
                     .await
                     .map_err(|e| db_error(context(), &e))?;
                 while cursor
@@ -692,18 +673,11 @@ impl ChunkPipeline<'_> {
 mod tests {
     use super::*;
 
-    fn stats(average_document_bytes: u64) -> CollectionStats {
-        CollectionStats {
-            documents: 1,
-            average_document_bytes,
-        }
-    }
-
     #[test]
     fn cursor_batches_hold_about_the_byte_budget() {
-        assert_eq!(stats(512).batch_size(), 4096);
-        assert_eq!(stats(1).batch_size() as u64, CURSOR_BATCH_BYTES);
+        assert_eq!(batch_size_for(512), 4096);
+        assert_eq!(batch_size_for(0) as u64, CURSOR_BATCH_BYTES);
         // Documents bigger than the budget still come one per batch.
-        assert_eq!(stats(15 << 20).batch_size(), 1);
+        assert_eq!(batch_size_for(15 << 20), 1);
     }
 }
