@@ -56,8 +56,10 @@ pub struct RestoreOptions {
     pub mode: RestoreMode,
     /// Collection renames, first match wins (`--ns-from`/`--ns-to`).
     pub renames: Vec<Rename>,
-    /// Largest batch handed to one `insert_many`, in BSON bytes (the driver splits further at
-    /// the server's message size limit).
+    /// Largest batch handed to one `insert_many`, in BSON bytes (a larger document is a batch
+    /// alone). 2 MiB restores as fast as 16 MiB in bench/mongo.sh (8.9–9.3 s vs 9.8 s for 400k
+    /// documents) at 85–89 MiB peak RSS instead of 148 MiB: the driver builds each batch's
+    /// message in memory.
     pub batch_bytes: usize,
 }
 
@@ -67,7 +69,7 @@ impl Default for RestoreOptions {
             jobs: crate::config::DEFAULT_JOBS,
             mode: RestoreMode::Create,
             renames: Vec::new(),
-            batch_bytes: 16 << 20,
+            batch_bytes: 2 << 20,
         }
     }
 }
