@@ -25,7 +25,7 @@ fn main() {
                 Ok(code) => code,
                 Err(err) => {
                     let code = err.exit_code();
-                    eprintln!("dbkeeper: error: {:#}", anyhow::Error::new(err));
+                    eprintln!("dbkeeper: error: {}", error_chain(anyhow::Error::new(err)));
                     code
                 }
             },
@@ -39,4 +39,38 @@ fn main() {
     // exit code is decided, so leave now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code.code());
+}
+
+/// The error and its causes on one line, `outer: cause: cause`. A cause whose text the line
+/// already ends with is left out: several errors (ours with a context, tar's wrapping of an I/O
+/// error) repeat their source in their own message, and "No space left on device" once is enough.
+fn error_chain(err: anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let err = dbkeeper::error::Error::io("writing archive x.partial", io);
+        let line = error_chain(anyhow::Error::new(err));
+        assert_eq!(line.matches("os error 28").count(), 1, "{line}");
+        assert!(line.starts_with("writing archive x.partial: "), "{line}");
+
+        let outer = anyhow::Error::new(std::io::Error::other("inner cause")).context("outer");
+        assert_eq!(error_chain(outer), "outer: inner cause");
+    }
 }
