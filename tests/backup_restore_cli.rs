@@ -299,6 +299,14 @@ async fn backup_first_failure_applies_nothing() {
     assert!(exists.is_none(), "migration ran although the backup failed");
 }
 
+/// `--json-events` output: one JSON object per stderr line, nothing else.
+fn ndjson_events(stderr: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not NDJSON: {l}: {e}")))
+        .collect()
+}
+
 #[tokio::test]
 async fn json_events_stream_progress_and_cron_output_is_one_line() {
     let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
@@ -348,10 +356,7 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
         .success()
         .get_output()
         .clone();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not NDJSON: {l}: {e}")))
-        .collect();
+    let events = ndjson_events(&out.stderr);
     assert_eq!(events.first().unwrap()["event"], "start");
     assert_eq!(events.first().unwrap()["phase"], "restore");
     assert_eq!(events.first().unwrap()["total_records"], 250 + 121);
@@ -389,10 +394,7 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
         .success()
         .get_output()
         .clone();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not NDJSON: {l}: {e}")))
-        .collect();
+    let events = ndjson_events(&out.stderr);
     let start = events.first().unwrap();
     assert_eq!(start["phase"], "backup");
     assert_eq!(start["totals_exact"], false);

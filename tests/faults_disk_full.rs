@@ -68,6 +68,23 @@ fn archive_like_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Exit 3 (runtime failure), the OS's reason once, no panic. Returns stderr.
+fn assert_out_of_space(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(3), "stderr: {stderr}");
+    assert!(
+        stderr.contains("No space left on device"),
+        "the OS error is reported: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("os error 28").count(),
+        1,
+        "the cause is said once: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 #[tokio::test]
 async fn a_full_disk_fails_the_backup_and_leaves_no_archive() {
     let Some(disk) = SmallFilesystem::mount("1m") else {
@@ -87,27 +104,16 @@ async fn a_full_disk_fails_the_backup_and_leaves_no_archive() {
         .arg(&disk.path)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "stderr: {stderr}");
-    assert!(
-        stderr.contains("No space left on device"),
-        "the OS error is reported: {stderr}"
-    );
+    let stderr = assert_out_of_space(&output);
     assert!(
         stderr.contains(&*disk.path.to_string_lossy()),
         "the path being written is named: {stderr}"
-    );
-    assert_eq!(
-        stderr.matches("os error 28").count(),
-        1,
-        "the cause is said once: {stderr}"
     );
     assert_eq!(
         archive_like_files(&disk.path),
         Vec::<String>::new(),
         "no archive and no .partial is left on the full disk"
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
 
     // The space is back: the next backup into the same directory succeeds (nothing left behind
     // holds it, and the failed run's directory lock was released).
@@ -146,11 +152,6 @@ async fn a_full_stdout_fails_the_streamed_backup() {
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "stderr: {stderr}");
-    assert!(
-        stderr.contains("No space left on device"),
-        "the OS error is reported: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stderr = assert_out_of_space(&output);
+    assert!(stderr.contains("to archive stdout"), "{stderr}");
 }
