@@ -181,3 +181,65 @@ async fn an_archive_without_a_mongo_dump_is_a_usage_error() {
     assert!(err.to_string().contains("no MongoDB dump"), "{err}");
     assert!(collection_names(&target.db().await).await.is_empty());
 }
+
+/// `restore --mode replace` onto the very database the archive came from would overwrite live
+/// data with an older copy: refused (4) before anything is touched, also when the URL names the
+/// server differently (`localhost` for `127.0.0.1`), and whether the database comes from the URL
+/// or from `--mongo-db`.
+#[tokio::test]
+async fn restoring_onto_the_source_database_is_refused() {
+    let source = source_with_data().await;
+    let dir = tempfile::tempdir().unwrap();
+    common::dbkeeper(dir.path())
+        .args(["--mongo-url", &source.url, "backup", "--output", "."])
+        .assert()
+        .success();
+    let archive = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".dbk.tar"))
+        .unwrap();
+    // A write after the backup, which a restore onto the source would lose.
+    let db = source.db().await;
+    db.collection::<Document>("orders")
+        .insert_one(doc! { "_id": 100_000, "payload": "written after the backup" })
+        .await
+        .unwrap();
+
+    let server = common::mongo_server_url();
+    let renamed_host = server.replace("127.0.0.1", "localhost");
+    let attempts: Vec<Vec<String>> = vec![
+        vec!["--mongo-url".into(), source.url.clone()],
+        vec![
+            "--mongo-url".into(),
+            common::mongo_url_with_db(&renamed_host, &source.name),
+        ],
+        vec![
+            "--mongo-url".into(),
+            server.clone(),
+            "--mongo-db".into(),
+            source.name.clone(),
+        ],
+    ];
+    for attempt in attempts {
+        let out = common::dbkeeper(dir.path())
+            .args(&attempt)
+            .args(["restore", "--mode", "replace"])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{attempt:?}: {stderr}");
+        assert!(
+            stderr.contains("it is the database this archive was taken from"),
+            "{attempt:?}: {stderr}"
+        );
+    }
+    let kept = db
+        .collection::<Document>("orders")
+        .count_documents(doc! { "_id": 100_000 })
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "the write made after the backup is still there");
+}

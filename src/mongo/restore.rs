@@ -133,12 +133,70 @@ pub async fn preflight(
     let mongo =
         MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
     let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
+    refuse_source(archive, target).await?;
     let db = target.database().await?;
     let conflicts = conflicts(&db, target, &plan).await?;
     if !conflicts.is_empty() && options.mode == RestoreMode::Create {
         return Err(refuse_conflicts(target, &conflicts));
     }
     Ok(())
+}
+
+/// Refuses to restore onto the database the archive was dumped from: same database name on a
+/// server reached at the same address (`--mode replace` would otherwise overwrite the live data
+/// with an older copy). MongoDB has no server identity that survives in the archive the way
+/// PostgreSQL's system identifier does, so addresses are compared after resolving host names
+/// (`localhost` and `127.0.0.1` are the same server).
+async fn refuse_source(archive: &VerifiedArchive, target: &MongoTarget) -> Result<()> {
+    let sources = &archive.manifest().sources;
+    let Some(source) = sources.iter().find(|s| s.engine == Engine::Mongo) else {
+        return Ok(());
+    };
+    if source.database != target.db_name() {
+        return Ok(());
+    }
+    let source_target = MongoTarget::new(
+        &crate::redact::SecretUrl::new(source.url.clone()),
+        &source.database,
+        Duration::ZERO,
+    );
+    if same_server(&source_target.describe(), &target.describe()).await {
+        return Err(Error::Refused(format!(
+            "refusing to restore onto MongoDB {}: it is the database this archive was taken \
+             from. Restore into another database (--mongo-db NAME, or another database in \
+             --mongo-url)",
+            target.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether two `hosts/db` descriptions (see [`MongoTarget::describe`]) share a server address.
+async fn same_server(a: &str, b: &str) -> bool {
+    let (a, b) = (resolve_hosts(a).await, resolve_hosts(b).await);
+    a.iter().any(|address| b.contains(address))
+}
+
+/// Every address the hosts of a `hosts/db` description resolve to; a host that does not
+/// resolve stands for itself (compared as text).
+async fn resolve_hosts(described: &str) -> BTreeSet<String> {
+    let hosts = described.rsplit_once('/').map_or(described, |(h, _)| h);
+    let mut addresses = BTreeSet::new();
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
+        let with_port = match host.rsplit_once(':') {
+            Some((_, port)) if !host.ends_with(']') && port.parse::<u16>().is_ok() => {
+                host.to_string()
+            }
+            _ => format!("{host}:27017"),
+        };
+        match tokio::net::lookup_host(with_port.clone()).await {
+            Ok(resolved) => addresses.extend(resolved.map(|a| a.to_string())),
+            Err(_) => {
+                addresses.insert(with_port.to_ascii_lowercase());
+            }
+        }
+    }
+    addresses
 }
 
 fn no_mongo_dump(archive: &VerifiedArchive) -> Error {
@@ -161,6 +219,7 @@ pub async fn restore_database(
     let mongo =
         MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
     let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
+    refuse_source(archive, target).await?;
 
     let db = target.database().await?;
     let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;
