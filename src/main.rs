@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::Parser;
+use tokio::signal::unix::SignalKind;
 
 use dbkeeper::ExitCode;
 
@@ -20,6 +21,20 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
+        // SIGTERM (systemd, docker stop, a CI timeout) is handled like Ctrl-C: installed before
+        // the command starts, so no signal finds the default handler that ends the process on
+        // the spot.
+        let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate()).ok();
+        let terminated = async {
+            match sigterm.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        // Either signal drops the `cli::run` future before the handler below runs: its
+        // destructors remove a backup's `.partial` file and release the directory lock.
         tokio::select! {
             result = cli::run(cli) => match result {
                 Ok(code) => code,
@@ -30,6 +45,10 @@ fn main() {
                 }
             },
             _ = tokio::signal::ctrl_c() => {
+                eprintln!("dbkeeper: interrupted");
+                ExitCode::Interrupted
+            }
+            _ = terminated => {
                 eprintln!("dbkeeper: interrupted");
                 ExitCode::Interrupted
             }

@@ -1,4 +1,5 @@
-//! Killed processes: a backup or restore SIGKILLed at several points loses nothing.
+//! Killed processes: a backup or restore SIGKILLed at several points loses nothing, and a
+//! SIGTERMed backup exits 130 leaving nothing behind.
 //!
 //! - Backup killed early, mid-table and while writing the manifest: no file ever appears at an
 //!   archive's final name; the leftover `.partial` is not an archive to `list`, `prune` or
@@ -236,6 +237,62 @@ async fn killed_backup_to_a_named_file_does_not_block_the_next_one() {
         .success();
     assert!(file.is_file());
     assert!(!dir.path().join("nightly.tar.partial").exists());
+}
+
+/// SIGTERM (systemd, `docker stop`, a CI timeout) is handled like Ctrl-C: exit 130 with
+/// `dbkeeper: interrupted`, and the backup cleans up after itself instead of leaving its
+/// `.partial` file and directory lock for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_interrupts_a_backup_cleanly_with_exit_130() {
+    let source = big_source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let out = backups.display().to_string();
+    let args = [
+        "--pg-url",
+        &source.url,
+        "backup",
+        "--output",
+        &out,
+        "--jobs",
+        "1",
+        "--chunk-bytes",
+        "65536",
+        "--compression-level",
+        "6",
+    ];
+    let (mut child, log) = spawn(dir.path(), &args, &[]);
+    wait_until("1 MiB in the partial file", || {
+        backups.is_dir()
+            && partial_files(&backups)
+                .iter()
+                .any(|p| size_of(p) >= 1 << 20)
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the backup finished before SIGTERM: make the dataset bigger"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the backup ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {stderr}");
+    assert!(stderr.contains("dbkeeper: interrupted"), "{stderr}");
+    let names = files_in(&backups);
+    assert!(
+        names.is_empty(),
+        "SIGTERM left files behind (partial, lock or archive): {names:?}"
+    );
 }
 
 /// Whether the target database carries dbkeeper's unfinished-restore mark.

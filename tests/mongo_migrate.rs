@@ -837,3 +837,92 @@ async fn a_runner_whose_lease_was_taken_over_stops_before_its_next_command() {
     runner.unlock().await.unwrap();
     assert_eq!(count(&db, "dbkeeper_migrations_lock", doc! {}).await, 1);
 }
+
+/// With both engines configured, every engine's files are read before any database is touched:
+/// a bad MongoDB file stops the run before the PostgreSQL migrations are applied. A migrations
+/// directory the user named must exist; with no directory at all (the wrong working directory)
+/// nothing "succeeds"; a near-miss file name is warned about instead of silently skipped.
+#[tokio::test]
+async fn migration_files_of_every_engine_are_checked_before_anything_runs() {
+    let (pg, mongo) = (
+        common::PgTestDb::create().await,
+        MongoTestDb::create().await,
+    );
+    let (work, mongo_dir) = migrations(&[("V1__bad.json", r#"[{"create": "x"},]"#)]);
+    let pg_dir = work.path().join("migrations");
+    std::fs::create_dir(&pg_dir).unwrap();
+    std::fs::write(pg_dir.join("V1__t.sql"), "CREATE TABLE t (id int);").unwrap();
+    std::fs::write(pg_dir.join("V1__t.down.sql"), "DROP TABLE t;").unwrap();
+    std::fs::write(pg_dir.join("v2__lowercase.sql"), "CREATE TABLE u (id int);").unwrap();
+    let both = |args: &[&str]| {
+        let mut cmd = dbkeeper(work.path());
+        cmd.args(["--pg-url", &pg.url, "--mongo-url", &mongo.url, "migrate"])
+            .args(args);
+        cmd
+    };
+
+    let out = both(&["up"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("V1__bad.json"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("v2__lowercase.sql"),
+        "the near-miss name is warned about: {}",
+        stderr(&out)
+    );
+    let applied = pg
+        .client()
+        .await
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'refinery_schema_history'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(applied.is_none(), "PostgreSQL was not touched");
+
+    // Fixed: both engines run.
+    std::fs::write(mongo_dir.join("V1__bad.json"), r#"[{"create": "x"}]"#).unwrap();
+    std::fs::write(mongo_dir.join("V1__bad.down.json"), r#"[{"drop": "x"}]"#).unwrap();
+    both(&["up"]).assert().success();
+
+    // A directory named on the command line must exist.
+    let out = both(&["up", "--migrations-dir", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nope") && stderr(&out).contains("does not exist"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No migrations directory for any engine: the wrong working directory, not "nothing to do".
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = dbkeeper(elsewhere.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "migrate",
+            "up",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no migrations directory here"),
+        "{}",
+        stderr(&out)
+    );
+    // `down` needs no files: it runs the scripts captured at apply time.
+    dbkeeper(elsewhere.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "migrate",
+            "down",
+        ])
+        .assert()
+        .success();
+}

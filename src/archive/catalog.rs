@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Header, Manifest};
+use super::reader::{lacks_tar_magic, printable, NOT_AN_ARCHIVE};
 use super::{ARCHIVE_SUFFIX, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
 use crate::error::{Engine, Error, Result};
 
@@ -123,13 +124,29 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
 
 fn read_metadata(path: &Path) -> std::result::Result<(Header, Manifest), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let not_tar = lacks_tar_magic(&file);
     let mut archive = tar::Archive::new(BufReader::new(file));
     let entries = archive
         .entries_with_seek()
-        .map_err(|e| format!("not a tar archive: {e}"))?;
+        .map_err(|e| format!("not a tar archive: {}", printable(&e.to_string(), 120)))?;
     let (mut header, mut manifest, mut commit, mut last) = (None, None, None, String::new());
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("unreadable tar entry after {last}: {e}"))?;
+        let mut entry = entry.map_err(|e| {
+            if last.is_empty() && not_tar {
+                NOT_AN_ARCHIVE.to_string()
+            } else if last.is_empty() {
+                format!(
+                    "unreadable first tar entry: {}",
+                    printable(&e.to_string(), 120)
+                )
+            } else {
+                format!(
+                    "unreadable tar entry after {}: {}",
+                    printable(&last, 120),
+                    printable(&e.to_string(), 120)
+                )
+            }
+        })?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let wanted = name == HEADER_MEMBER || name == MANIFEST_MEMBER || name == COMMIT_MEMBER;
         if wanted {
@@ -154,7 +171,10 @@ fn read_metadata(path: &Path) -> std::result::Result<(Header, Manifest), String>
     let commit =
         commit.ok_or("no COMMIT member: the backup did not finish (truncated or interrupted)")?;
     if last != COMMIT_MEMBER {
-        return Err(format!("COMMIT is not the last member ({last} follows it)"));
+        return Err(format!(
+            "COMMIT is not the last member ({} follows it)",
+            printable(&last, 120)
+        ));
     }
     let manifest_bytes = manifest.ok_or("no MANIFEST.json member")?;
     let expected = hex::encode(Sha256::digest(&manifest_bytes));

@@ -125,10 +125,10 @@ impl VerifiedArchive {
         }
     }
 
-    /// V0, returning every problem as data. Only failing to read the file at all is an error.
+    /// V0, returning every problem as data. Only a path that is missing or a directory (usage
+    /// errors) or failing to read the file at all is an error.
     pub fn check(path: &Path) -> Result<Checked> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let file = open_archive_file(path)?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
@@ -291,6 +291,60 @@ impl VerifiedArchive {
     }
 }
 
+/// Opens the file an archive argument names. A path that does not exist or is a directory is
+/// bad input (exit 2) said in those words, not reported as an I/O failure or a truncated archive.
+fn open_archive_file(path: &Path) -> Result<File> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "archive {} does not exist",
+                path.display()
+            )))
+        }
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::Usage(format!(
+                "{} is a directory, not an archive",
+                path.display()
+            )))
+        }
+        _ => {}
+    }
+    File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// The problem reported for a file whose first tar header is unreadable and lacks the tar magic.
+pub(crate) const NOT_AN_ARCHIVE: &str =
+    "not a dbkeeper archive: it is not a tar file (its first header is unreadable)";
+
+/// Whether the file is long enough to hold the `ustar` magic every archive dbkeeper writes
+/// carries in its first header, and does not. Such a file whose first header does not parse is
+/// not an archive at all; with the magic (or cut before it) it is a damaged or truncated archive,
+/// and reported as one.
+pub(crate) fn lacks_tar_magic(file: &File) -> bool {
+    let mut start = [0u8; 262];
+    file.read_exact_at(&mut start, 0).is_ok() && &start[257..262] != b"ustar"
+}
+
+/// `text` safe to print on a terminal: control characters, the replacement character (what
+/// lossy UTF-8 decoding makes of binary bytes) and other non-ASCII text are escaped, and the
+/// result is cut after about `max` bytes. For messages that may quote bytes of a file that is not
+/// an archive, like the tar crate's errors about a garbage header.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.len() >= max {
+            out.push_str("...");
+            break;
+        }
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}
+
 fn damaged(path: &Path, problems: &[ArchiveProblem]) -> Error {
     let mut message = String::from("is damaged or incomplete; refusing to use it:");
     for p in problems.iter().take(MAX_LISTED_PROBLEMS) {
@@ -314,6 +368,9 @@ struct Scan {
     header: Option<Vec<u8>>,
     manifest: Option<Vec<u8>>,
     commit: Option<Vec<u8>>,
+    /// The first tar header was unreadable: the file is not an archive, so "no COMMIT" would
+    /// only repeat that.
+    not_an_archive: bool,
 }
 
 /// Reads every tar entry once, hashing its data. Structural problems go to `problems`; only an
@@ -324,7 +381,10 @@ fn scan(file: &File, file_len: u64, problems: &mut Problems) -> std::io::Result<
     let entries = match archive.entries() {
         Ok(entries) => entries,
         Err(e) => {
-            problems.add("archive", format!("not a tar archive: {e}"));
+            problems.add(
+                "archive",
+                format!("not a tar archive: {}", printable(&e.to_string(), 120)),
+            );
             return Ok(out);
         }
     };
@@ -336,10 +396,19 @@ fn scan(file: &File, file_len: u64, problems: &mut Problems) -> std::io::Result<
             .unwrap_or_else(|| "(start)".into());
         let mut entry = match entry {
             Ok(entry) => entry,
+            // A first header without the tar magic: a random file, not a damaged archive.
+            Err(_) if index == 0 && lacks_tar_magic(file) => {
+                problems.add("archive", NOT_AN_ARCHIVE.to_string());
+                out.not_an_archive = true;
+                break;
+            }
             Err(e) => {
                 problems.add(
                     &last,
-                    format!("unreadable tar entry after member {last}: {e}"),
+                    format!(
+                        "unreadable tar entry after member {last}: {}",
+                        printable(&e.to_string(), 120)
+                    ),
                 );
                 break;
             }
@@ -434,6 +503,9 @@ type CheckedParts = (Header, Manifest, HashMap<String, Location>);
 
 /// Cross-checks what the scan found against COMMIT and the manifest.
 fn check(scan: Scan, problems: &mut Problems) -> Option<CheckedParts> {
+    if scan.not_an_archive {
+        return None;
+    }
     let Some(commit) = scan.commit else {
         let ends = match scan.order.last() {
             Some(last) => format!("the archive ends after member {last}"),

@@ -16,6 +16,7 @@ use super::output::{human_bytes, Output};
 
 pub fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
     let dir = args.dir.unwrap_or_else(|| settings.backup_dir.clone());
+    require_backup_dir(&dir, "list")?;
     let archives = catalog::list_archives(&dir)?;
     out.emit(
         &serde_json::json!({ "directory": dir, "archives": archives }),
@@ -140,6 +141,24 @@ pub fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCo
     Ok(ExitCode::Ok)
 }
 
+/// A backup directory argument that is missing or is a file is a usage error (exit 2) that says
+/// which, not an I/O failure.
+fn require_backup_dir(dir: &std::path::Path, command: &str) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(dbkeeper::Error::Usage(format!(
+            "{} is a file, not a directory; {command} takes the directory holding archives",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(dbkeeper::Error::Usage(format!(
+            "backup directory {} does not exist; pass the directory your backups are in",
+            dir.display()
+        ))),
+        // Permission denied and the like: reading it will say what is wrong.
+        Err(_) => Ok(()),
+    }
+}
+
 /// Whether `prune_dir` takes the directory lock or runs under one its caller holds.
 enum Locking {
     Take,
@@ -154,12 +173,7 @@ fn prune_dir(
     locking: Locking,
 ) -> Result<PruneReport> {
     // The lock would create a missing directory: a mistyped path must not "prune" nothing.
-    if !dir.is_dir() {
-        return Err(dbkeeper::Error::Usage(format!(
-            "backup directory {} does not exist; pass the directory your backups are in",
-            dir.display()
-        )));
-    }
+    require_backup_dir(dir, "prune")?;
     let _lock = match (dry_run, locking) {
         (false, Locking::Take) => Some(DirLock::acquire(dir, "prune")?),
         _ => None,

@@ -67,6 +67,10 @@ struct Context<'a> {
     lock_timeout: Duration,
     pg_dir: PathBuf,
     mongo_dir: PathBuf,
+    /// Each engine's migration files, read and checked before any database is touched (a bad
+    /// MongoDB file must not be found after the PostgreSQL migrations were applied). Empty for
+    /// `migrate new`, which reads its directory itself.
+    files: Vec<(Engine, Vec<Migration>)>,
 }
 
 impl<'a> Context<'a> {
@@ -100,22 +104,37 @@ impl<'a> Context<'a> {
                 "migrate new: both engines are configured; pass --engine postgres or --engine mongo".into(),
             ));
         }
-        Ok(Context {
+        let pg_dir = MigrationsDir::chosen(
+            args.migrations_dir.as_ref(),
+            &settings.migrations_dir,
+            "migrations",
+            "--migrations-dir",
+        );
+        let mongo_dir = MigrationsDir::chosen(
+            args.mongo_migrations_dir.as_ref(),
+            &settings.mongo_migrations_dir,
+            "mongo_migrations",
+            "--mongo-migrations-dir",
+        );
+        let mut ctx = Context {
             settings,
             engines,
             lock_timeout: args
                 .lock_timeout
                 .map(Duration::from_secs)
                 .unwrap_or(settings.lock_timeout),
-            pg_dir: args
-                .migrations_dir
-                .clone()
-                .unwrap_or_else(|| settings.migrations_dir.clone()),
-            mongo_dir: args
-                .mongo_migrations_dir
-                .clone()
-                .unwrap_or_else(|| settings.mongo_migrations_dir.clone()),
-        })
+            pg_dir: pg_dir.path.clone(),
+            mongo_dir: mongo_dir.path.clone(),
+            files: Vec::new(),
+        };
+        if !matches!(args.command, MigrateCommand::New { .. }) {
+            // `down` runs the scripts captured at apply time: it works without the files (an
+            // operator's machine without the repository).
+            let files_needed = !matches!(args.command, MigrateCommand::Down { .. });
+            ctx.files = load_all(&ctx.engines, &pg_dir, &mongo_dir, files_needed)?;
+            ctx.engines = ctx.files.iter().map(|(engine, _)| *engine).collect();
+        }
+        Ok(ctx)
     }
 
     fn dir(&self, engine: Engine) -> &Path {
@@ -125,11 +144,13 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn load(&self, engine: Engine) -> Result<Vec<Migration>> {
-        match engine {
-            Engine::Postgres => postgres::migrate::load_migrations(&self.pg_dir),
-            Engine::Mongo => mongo::migrate::load_migrations(&self.mongo_dir),
-        }
+    /// The engine's migration files, as read when the command started.
+    fn files(&self, engine: Engine) -> &[Migration] {
+        self.files
+            .iter()
+            .find(|(e, _)| *e == engine)
+            .map(|(_, files)| files.as_slice())
+            .unwrap_or_default()
     }
 
     async fn open(&self, engine: Engine) -> Result<(String, Box<dyn MigrationEngine>)> {
@@ -150,6 +171,97 @@ impl<'a> Context<'a> {
     }
 }
 
+/// A migrations directory and whether the user chose it (flag, env or config file) or it is
+/// the default.
+struct MigrationsDir {
+    path: PathBuf,
+    chosen_by: Option<&'static str>,
+}
+
+impl MigrationsDir {
+    fn chosen(
+        flag_value: Option<&PathBuf>,
+        configured: &Path,
+        default: &str,
+        flag: &'static str,
+    ) -> MigrationsDir {
+        match flag_value {
+            Some(path) => MigrationsDir {
+                path: path.clone(),
+                chosen_by: Some(flag),
+            },
+            None => MigrationsDir {
+                path: configured.to_path_buf(),
+                chosen_by: (configured != Path::new(default)).then_some("dbkeeper.toml"),
+            },
+        }
+    }
+}
+
+/// Reads every selected engine's migrations. A directory the user named must exist; a default
+/// directory that is missing means that engine has no migrations and is left out (a project
+/// with a MongoDB URL only for backups), unless no engine has a directory at all, which is
+/// almost always the wrong working directory. Without `files_needed` a missing default
+/// directory is simply no files.
+fn load_all(
+    engines: &[Engine],
+    pg_dir: &MigrationsDir,
+    mongo_dir: &MigrationsDir,
+    files_needed: bool,
+) -> Result<Vec<(Engine, Vec<Migration>)>> {
+    let mut loaded = Vec::new();
+    let mut missing = Vec::new();
+    for &engine in engines {
+        let dir = match engine {
+            Engine::Postgres => pg_dir,
+            Engine::Mongo => mongo_dir,
+        };
+        if dir.path.is_file() {
+            return Err(Error::Usage(format!(
+                "migrations directory {} is a file, not a directory; pass the directory holding \
+                 the V{{n}}__{{name}} files",
+                dir.path.display()
+            )));
+        }
+        if !dir.path.exists() {
+            if let Some(source) = dir.chosen_by {
+                return Err(Error::Usage(format!(
+                    "{engine} migrations directory {} (from {source}) does not exist; check the \
+                     path, or create the first migration with `dbkeeper migrate new NAME --engine \
+                     {}`",
+                    dir.path.display(),
+                    engine.as_str()
+                )));
+            }
+            if files_needed {
+                missing.push(dir.path.display().to_string());
+            } else {
+                loaded.push((engine, Vec::new()));
+            }
+            continue;
+        }
+        let files = match engine {
+            Engine::Postgres => postgres::migrate::load_migrations(&dir.path)?,
+            Engine::Mongo => mongo::migrate::load_migrations(&dir.path)?,
+        };
+        loaded.push((engine, files));
+    }
+    if loaded.is_empty() && !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "no migrations directory here: {} not found in {}; run dbkeeper from the project \
+             directory or pass --migrations-dir / --mongo-migrations-dir",
+            missing.join(" and "),
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| ".".into())
+        )));
+    }
+    for path in &missing {
+        tracing::info!("{path} does not exist: no migrations for that engine");
+    }
+    Ok(loaded)
+}
+
 #[derive(Serialize)]
 struct StatusReport {
     engine: Engine,
@@ -168,10 +280,10 @@ async fn status(
 ) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for &engine in &ctx.engines {
-        let files = ctx.load(engine)?;
+        let files = ctx.files(engine);
         let (target, mut migrator) = ctx.open(engine).await?;
         let history = migrator.read_history().await?;
-        let migrations = core::compare(&files, &history);
+        let migrations = core::compare(files, &history);
         reports.push(StatusReport {
             engine,
             target,
@@ -262,14 +374,14 @@ async fn run_moves(
     let run = RunInfo::current();
     let mut reports = Vec::new();
     for &engine in &ctx.engines {
-        let files = ctx.load(engine)?;
+        let files = ctx.files(engine);
         let (_, mut migrator) = ctx.open(engine).await?;
         let migrator = migrator.as_mut();
         let (timeout, run) = (ctx.lock_timeout, &run);
         let report = match movement {
-            Move::Up { to } => runner::up(migrator, &files, to, dry_run, timeout, run).await?,
+            Move::Up { to } => runner::up(migrator, files, to, dry_run, timeout, run).await?,
             Move::Down { steps, to } => {
-                runner::down(migrator, &files, steps, to, dry_run, timeout, run).await?
+                runner::down(migrator, files, steps, to, dry_run, timeout, run).await?
             }
         };
         let failed = report.failure.is_some();
@@ -380,10 +492,10 @@ async fn baseline(ctx: &Context<'_>, out: Output, version: i64) -> Result<ExitCo
     let run = RunInfo::current();
     let mut results = Vec::new();
     for &engine in &ctx.engines {
-        let files = ctx.load(engine)?;
+        let files = ctx.files(engine);
         let (_, mut migrator) = ctx.open(engine).await?;
         let recorded =
-            runner::baseline(migrator.as_mut(), &files, version, ctx.lock_timeout, &run).await?;
+            runner::baseline(migrator.as_mut(), files, version, ctx.lock_timeout, &run).await?;
         results.push((engine, recorded));
     }
     let json: Vec<_> = results
@@ -414,11 +526,11 @@ async fn repair(
     let run = RunInfo::current();
     let mut results: Vec<(Engine, Vec<RepairAction>)> = Vec::new();
     for &engine in &ctx.engines {
-        let files = ctx.load(engine)?;
+        let files = ctx.files(engine);
         let (_, mut migrator) = ctx.open(engine).await?;
         let actions = runner::repair(
             migrator.as_mut(),
-            &files,
+            files,
             dirty,
             dry_run,
             ctx.lock_timeout,

@@ -25,8 +25,10 @@ impl Output {
 }
 
 /// Sets up logging on stderr: warnings by default, `-v` info, `-vv` debug, `-q` errors only;
-/// `RUST_LOG` overrides all of it.
+/// `RUST_LOG` overrides all of it. Colours only when stderr is a terminal (and `NO_COLOR` is
+/// unset): a log file, a pipe or cron mail gets plain text.
 pub fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -38,6 +40,10 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .with_target(false)
         .without_time()
         .try_init();

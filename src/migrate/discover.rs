@@ -38,6 +38,15 @@ pub fn discover(dir: &Path, ext: &str) -> Result<Vec<MigrationSource>> {
             continue;
         };
         let Some(parsed) = parse_file_name(file_name, ext) else {
+            if file_name.to_ascii_lowercase().ends_with(&format!(".{ext}")) {
+                // `v2__x.sql`, `V2__x.SQL`, refinery's unversioned `U2__x.sql`: a typo that would
+                // otherwise silently leave a migration out of every run.
+                tracing::warn!(
+                    "ignoring {}: not named V{{number}}__{{name}}.{ext} (or .down.{ext}), so it is \
+                     not a migration; rename it if it should run",
+                    path.display()
+                );
+            }
             continue;
         };
         let (version, name, is_down) =

@@ -68,7 +68,7 @@ impl MongoTarget {
         let work = async {
             let mut options = ClientOptions::parse(self.url.expose())
                 .await
-                .map_err(|e| self.connect_error(e.to_string()))?;
+                .map_err(|e| self.parse_error(&e))?;
             options.connect_timeout = Some(self.connect_timeout);
             options.server_selection_timeout = Some(self.connect_timeout);
             if options.app_name.is_none() {
@@ -95,6 +95,24 @@ impl MongoTarget {
 
     pub async fn database(&self) -> Result<Database> {
         Ok(self.connect().await?.database(&self.db))
+    }
+
+    /// A URL the driver cannot parse is bad configuration (exit 2): waiting or retrying cannot
+    /// fix it. Only the driver's own sentence is kept, without its `Kind: ..., labels: {}` dump.
+    /// Anything else the parse can fail on (the DNS lookup of a `mongodb+srv://` URL) is a
+    /// connection failure.
+    fn parse_error(&self, e: &mongodb::error::Error) -> Error {
+        use mongodb::error::ErrorKind;
+        match e.kind.as_ref() {
+            ErrorKind::InvalidArgument { message, .. } => Error::Usage(format!(
+                "invalid MongoDB URL {} (from --mongo-url, {}, {} or the config file): {}",
+                self.url.redacted(),
+                crate::config::ENV_MONGO_URL,
+                crate::config::ENV_MONGO_URL_FALLBACK,
+                self.url.scrub(message)
+            )),
+            _ => self.connect_error(short_error(e)),
+        }
     }
 
     pub fn connect_error(&self, message: String) -> Error {
