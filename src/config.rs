@@ -154,6 +154,9 @@ impl Settings {
                     .and_then(|u| mongo_db_from_url(u.expose()))
             })
             .or_else(|| file.mongo.database.clone());
+        if let Some(name) = &mongo_db {
+            validate_mongo_db_name(name)?;
+        }
 
         let base = config_file
             .as_deref()
@@ -333,6 +336,20 @@ fn validate_mongo_url(url: &SecretUrl) -> Result<()> {
     Ok(())
 }
 
+/// MongoDB's rules for database names (the server would refuse the first write, after the
+/// restore had already begun): not empty, under 64 bytes, none of `/\. "$` or NUL.
+fn validate_mongo_db_name(name: &str) -> Result<()> {
+    let bad = name.chars().find(|c| "/\\. \"$\0".contains(*c));
+    if name.is_empty() || name.len() >= 64 || bad.is_some() {
+        return Err(Error::Usage(format!(
+            "MongoDB database name {name:?} (from --mongo-db, {ENV_MONGO_DB}, the URL's path or \
+             the config file) is not valid: it must be 1 to 63 bytes without any of / \\ . space \
+             \" $"
+        )));
+    }
+    Ok(())
+}
+
 /// The database named in a MongoDB URL's path (`mongodb://h/app?x=y` -> `app`).
 pub fn mongo_db_from_url(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];
@@ -424,6 +441,14 @@ mod tests {
         assert_eq!(err.exit_code(), crate::error::ExitCode::Usage);
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("--pg-url"), "{err}");
+    }
+
+    #[test]
+    fn invalid_mongo_database_names_are_refused() {
+        for bad in ["", "a.b", "a b", "a$b", "a/b", &"x".repeat(64)] {
+            assert!(validate_mongo_db_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_mongo_db_name("shop_restored-1").is_ok());
     }
 
     #[test]

@@ -401,3 +401,76 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
     assert_eq!(start["total_records"], 250 + 121, "{start}");
     assert_eq!(events.last().unwrap()["records"], 250 + 121);
 }
+
+/// Selections that match nothing are typos, refused (2) before anything is written or touched:
+/// a backup whose filters select no table and no collection, a restore whose `--ns-from`
+/// matches no collection, a `verify --mongo-url` naming no database (it would otherwise compare
+/// with the source), an invalid MongoDB database name.
+#[tokio::test]
+async fn selections_that_match_nothing_are_refused() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |args: &[&str], expected: &str| {
+        let out = dbkeeper(dir.path()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    };
+
+    let empty = dir.path().join("empty");
+    refused(
+        &[
+            "--pg-url",
+            &pg.url,
+            "--mongo-url",
+            &mongo.url,
+            "backup",
+            "--include",
+            "public.nosuch",
+            "--output",
+            empty.to_str().unwrap(),
+        ],
+        "selected no table and no collection",
+    );
+    let archives = std::fs::read_dir(&empty).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(archives, 0, "no archive was written");
+
+    let archive = backup(dir.path(), &pg, &mongo)["archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = MongoTestDb::create().await;
+    refused(
+        &[
+            "--mongo-url",
+            &target.url,
+            "restore",
+            &archive,
+            "--ns-from",
+            "nomatch",
+            "--ns-to",
+            "other",
+        ],
+        "--ns-from \"nomatch\" matches no collection",
+    );
+    let collections = target.db().await.list_collection_names().await.unwrap();
+    assert!(collections.is_empty(), "target untouched: {collections:?}");
+
+    let server_only = common::mongo_server_url();
+    refused(
+        &["verify", &archive, "--mongo-url", &server_only],
+        "name the database to compare",
+    );
+    refused(
+        &[
+            "--mongo-url",
+            &server_only,
+            "--mongo-db",
+            "",
+            "restore",
+            &archive,
+        ],
+        "is not valid",
+    );
+}

@@ -4,6 +4,7 @@
 //! name ending in `.tar`, or `-` for stdout (the summary then goes to stderr). A file is written
 //! as `.partial` and renamed only when complete; any failure leaves no archive behind.
 
+use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -189,6 +190,17 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         }
         None => None,
     };
+    let selected = postgres.as_ref().map_or(0, |d| d.tables().len())
+        + mongo.as_ref().map_or(0, |d| d.definitions().len());
+    if selected == 0 && !(args.include.is_empty() && args.exclude.is_empty()) {
+        // A nightly job whose pattern has a typo must not report success on an empty archive.
+        return Err(Error::Usage(format!(
+            "--include {:?} / --exclude {:?} selected no table and no collection, so there is \
+             nothing to back up; patterns match `schema.table` or `table` (PostgreSQL) and \
+             `db.collection` or `collection` (MongoDB), `*` as a wildcard",
+            args.include, args.exclude
+        )));
+    }
     let mut sources = Vec::new();
     sources.extend(postgres.as_ref().map(|d| d.source().clone()));
     sources.extend(mongo.as_ref().map(|d| d.source().clone()));
@@ -365,14 +377,20 @@ fn destination(
         settings.archive_prefix,
         created_at.format("%Y%m%dT%H%M%SZ")
     );
-    let dir = match output {
-        Some("-") => return Ok(Destination::Stdout),
-        Some(o) if o.ends_with(".tar") && !Path::new(o).is_dir() => {
-            return Ok(Destination::File(PathBuf::from(o)))
-        }
-        Some(o) => PathBuf::from(o),
-        None => settings.backup_dir.clone(),
-    };
+    let dir =
+        match output {
+            Some("-") if std::io::stdout().is_terminal() => return Err(Error::Usage(
+                "--output -: refusing to write a binary archive to a terminal; redirect stdout \
+                 (`> backup.dbk.tar`, `| ssh host 'cat > ...'`) or give --output DIR"
+                    .into(),
+            )),
+            Some("-") => return Ok(Destination::Stdout),
+            Some(o) if o.ends_with(".tar") && !Path::new(o).is_dir() => {
+                return Ok(Destination::File(PathBuf::from(o)))
+            }
+            Some(o) => PathBuf::from(o),
+            None => settings.backup_dir.clone(),
+        };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating backup directory {}", dir.display()), e))?;
     Ok(Destination::File(dir.join(file_name)))

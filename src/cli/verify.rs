@@ -45,6 +45,15 @@ pub async fn run(
             );
         }
     }
+    if settings.mongo_url.is_some() && settings.mongo_db.is_none() {
+        // restore defaults to the archived database's name; verify must not, or a URL without
+        // a path would quietly compare the archive with the database it was taken from.
+        return Err(Error::Usage(
+            "verify --mongo-url: name the database to compare, in the URL's path \
+             (mongodb://host/restored_db) or with --mongo-db NAME"
+                .into(),
+        ));
+    }
     let settings = &settings;
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {

@@ -65,6 +65,11 @@ impl Rename {
         })
     }
 
+    /// The pattern renamed from.
+    pub fn pattern(&self) -> &str {
+        &self.from
+    }
+
     /// The new name if this rename applies to `name`.
     pub fn apply(&self, name: &str) -> Option<String> {
         match self.from.split_once('*') {

@@ -314,6 +314,20 @@ pub(crate) fn plan(
             dataset,
         });
     }
+    // A pattern that matches nothing is a typo; restoring under the original names instead
+    // would put collections where the user did not ask for them.
+    if let Some(unused) = renames
+        .iter()
+        .find(|r| !plan.iter().any(|p| r.apply(&p.definition.name).is_some()))
+    {
+        let names: Vec<&str> = plan.iter().map(|p| p.definition.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "--ns-from {:?} matches no collection or view in the archive ({}); nothing was \
+             restored",
+            unused.pattern(),
+            names.join(", ")
+        )));
+    }
     Ok(plan)
 }
 
