@@ -4,6 +4,11 @@
 //! N newest; `keep_daily`/`keep_weekly`/`keep_monthly` keep the newest archive of each of the N
 //! most recent days / ISO weeks / months that have one. On top of the policy, the newest archive
 //! that passed verification is always kept, so a prune can never leave only unproven backups.
+//!
+//! Archives of different sources (the databases they were taken from) in one directory are
+//! separate series, as restic groups snapshots by host and paths: the policy is applied to each
+//! group on its own, so a busy database's nightly backups never push out the only archive of a
+//! quiet one.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
@@ -56,6 +61,8 @@ impl Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
+    /// The series the archive belongs to (its sources); the policy applies per group.
+    pub group: String,
     pub created_at: DateTime<Utc>,
     /// Whether the archive passed verification (offline or after a restore).
     pub verified: bool,
@@ -87,6 +94,7 @@ impl Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub id: String,
+    pub group: String,
     pub created_at: DateTime<Utc>,
     /// Empty when the archive is to be deleted.
     pub keep_reasons: Vec<Reason>,
@@ -98,9 +106,27 @@ impl Decision {
     }
 }
 
-/// Applies `policy` to `candidates`; returns one decision per candidate, newest first.
+/// Applies `policy` to each group of `candidates`; returns one decision per candidate, newest
+/// first.
 pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Vec<Decision> {
-    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    let mut groups: std::collections::BTreeMap<&str, Vec<&Candidate>> = Default::default();
+    for c in candidates {
+        groups.entry(c.group.as_str()).or_default().push(c);
+    }
+    let mut decisions: Vec<Decision> = groups
+        .into_values()
+        .flat_map(|group| decide_group(policy, group))
+        .collect();
+    decisions.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    decisions
+}
+
+/// The policy applied to one series.
+fn decide_group(policy: &Policy, mut sorted: Vec<&Candidate>) -> Vec<Decision> {
     sorted.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
@@ -111,6 +137,7 @@ pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Vec<Decision> {
         .iter()
         .map(|c| Decision {
             id: c.id.clone(),
+            group: c.group.clone(),
             created_at: c.created_at,
             keep_reasons: Vec::new(),
         })
@@ -173,6 +200,7 @@ mod tests {
     fn cand(id: &str, t: DateTime<Utc>, verified: bool) -> Candidate {
         Candidate {
             id: id.into(),
+            group: "postgres app".into(),
             created_at: t,
             verified,
         }
@@ -198,6 +226,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(kept(&decide(&p, &c)), vec!["c", "b"]);
+    }
+
+    #[test]
+    fn each_source_is_its_own_series() {
+        let quiet = Candidate {
+            group: "postgres db2:5432/reports".into(),
+            ..cand("quiet", at(2026, 1, 1, 0), false)
+        };
+        let c = vec![
+            quiet,
+            cand("busy-1", at(2026, 1, 2, 0), false),
+            cand("busy-2", at(2026, 1, 3, 0), true),
+        ];
+        let p = Policy {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let decisions = decide(&p, &c);
+        assert_eq!(kept(&decisions), vec!["busy-2", "quiet"]);
+        assert_eq!(
+            decisions.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["busy-2", "busy-1", "quiet"],
+            "decisions stay newest first across groups"
+        );
     }
 
     #[test]

@@ -13,21 +13,26 @@ use dbkeeper::archive::{Header, Manifest, Member, Source};
 use dbkeeper::Engine;
 use predicates::prelude::*;
 
-/// A complete (data-less) archive created at `at`.
+/// A complete (data-less) archive of `shop` created at `at`.
 fn write_archive(dir: &Path, at: DateTime<Utc>) -> PathBuf {
+    write_archive_of(dir, at, "shop", "dbkeeper")
+}
+
+/// A complete (data-less) archive of `database`, named `<prefix>-<time>.dbk.tar`.
+fn write_archive_of(dir: &Path, at: DateTime<Utc>, database: &str, prefix: &str) -> PathBuf {
     let header = Header::new(
         at,
         vec![Source {
             engine: Engine::Postgres,
-            url: "postgres://app:***@db/shop".into(),
-            database: "shop".into(),
+            url: format!("postgres://app:***@db/{database}"),
+            database: database.into(),
             server_version: "PostgreSQL 15".into(),
             system_identifier: None,
             snapshot: None,
             consistency: "test".into(),
         }],
     );
-    let path = dir.join(format!("dbkeeper-{}.dbk.tar", at.format("%Y%m%dT%H%M%SZ")));
+    let path = dir.join(format!("{prefix}-{}.dbk.tar", at.format("%Y%m%dT%H%M%SZ")));
     let mut manifest = Manifest::new(&header);
     let mut writer = ArchiveWriter::create_file(&path, &header).unwrap();
     writer
@@ -194,4 +199,30 @@ fn a_stamp_stops_counting_when_the_archive_changes() {
     bytes.extend_from_slice(&[0u8; 512]);
     std::fs::write(&path, bytes).unwrap();
     assert!(catalog::read_stamp(&path).is_none());
+}
+
+/// Archives of two databases in one directory are two series: keeping the last one keeps the
+/// newest of each, never deleting the quiet database's only archive.
+#[test]
+fn prune_applies_the_policy_to_each_source_separately() {
+    let dir = tempfile::tempdir().unwrap();
+    write_archive_of(dir.path(), day(1, 2), "reports", "reports");
+    for d in [2, 3, 4] {
+        write_archive(dir.path(), day(d, 2));
+    }
+    let out = dbkeeper(dir.path())
+        .args(["prune", ".", "--keep-last", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(
+        names(dir.path()),
+        vec![
+            "dbkeeper-20261104T020000Z.dbk.tar",
+            "reports-20261101T020000Z.dbk.tar"
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("[postgres db/reports]"), "{stdout}");
 }

@@ -42,6 +42,9 @@ pub struct ArchiveSummary {
     pub created_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub engines: Vec<Engine>,
+    /// Where the data came from, one `engine host[:port]/database` per engine; retention keeps
+    /// each distinct set as its own series.
+    pub sources: Vec<String>,
     /// Rows (PostgreSQL) / documents (MongoDB) per engine.
     pub rows: BTreeMap<String, u64>,
     pub datasets: usize,
@@ -98,6 +101,7 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
         created_at: None,
         finished_at: None,
         engines: Vec::new(),
+        sources: Vec::new(),
         rows: BTreeMap::new(),
         datasets: 0,
         verified: None,
@@ -108,6 +112,7 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
             summary.created_at = Some(header.created_at);
             summary.finished_at = Some(manifest.finished_at);
             summary.engines = manifest.sources.iter().map(|s| s.engine).collect();
+            summary.sources = manifest.sources.iter().map(source_label).collect();
             summary.datasets = manifest.datasets.len();
             for d in &manifest.datasets {
                 *summary
@@ -120,6 +125,18 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
         Err(problem) => summary.problem = Some(problem),
     }
     summary
+}
+
+/// `postgres 127.0.0.1:5432/shop`: the engine, the hosts of the (redacted) URL, the database.
+fn source_label(source: &crate::archive::Source) -> String {
+    let hosts = source.url.split_once("://").map(|(_, rest)| {
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+        rest.split(['/', '?']).next().unwrap_or(rest)
+    });
+    match hosts {
+        Some(hosts) => format!("{} {hosts}/{}", source.engine.as_str(), source.database),
+        None => format!("{} {}", source.engine.as_str(), source.database),
+    }
 }
 
 fn read_metadata(path: &Path) -> std::result::Result<(Header, Manifest), String> {

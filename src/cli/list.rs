@@ -118,12 +118,26 @@ pub fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCo
         } else {
             "deleted"
         };
+        // With archives of several sources in the directory, say which series each belongs to.
+        let groups: std::collections::BTreeSet<&str> = report
+            .kept
+            .iter()
+            .chain(&report.deleted)
+            .map(|d| d.group.as_str())
+            .collect();
+        let series = |d: &Decision| {
+            if groups.len() > 1 {
+                format!("  [{}]", d.group)
+            } else {
+                String::new()
+            }
+        };
         for d in &report.kept {
             let reasons: Vec<&str> = d.keep_reasons.iter().map(|r| r.describe()).collect();
-            println!("keep    {}  ({})", d.id, reasons.join(", "));
+            println!("keep    {}  ({}){}", d.id, reasons.join(", "), series(d));
         }
         for d in &report.deleted {
-            println!("{verb:<7} {}", d.id);
+            println!("{verb:<7} {}{}", d.id, series(d));
         }
         for a in &report.ignored {
             println!(
@@ -184,6 +198,7 @@ fn prune_dir(
         .iter()
         .map(|a| Candidate {
             id: a.path.display().to_string(),
+            group: a.sources.join(" + "),
             created_at: a
                 .created_at
                 .expect("complete archives have a creation time"),
