@@ -124,25 +124,49 @@ impl Settings {
         let (config_file, file) = load_file(overrides.config.as_deref())?;
         let env_nonempty = |key: &str| env(key).filter(|v| !v.trim().is_empty());
 
-        let pg_url = overrides
-            .pg_url
-            .clone()
-            .or_else(|| env_nonempty(ENV_PG_URL).map(SecretUrl::new))
-            .or_else(|| env_nonempty(ENV_PG_URL_FALLBACK).map(SecretUrl::new))
-            .or_else(|| file.postgres.url.clone().map(SecretUrl::new));
-        let mongo_url = overrides
-            .mongo_url
-            .clone()
-            .or_else(|| env_nonempty(ENV_MONGO_URL).map(SecretUrl::new))
-            .or_else(|| env_nonempty(ENV_MONGO_URL_FALLBACK).map(SecretUrl::new))
-            .or_else(|| file.mongo.url.clone().map(SecretUrl::new));
+        // DATABASE_URL is every framework's variable: one that is not PostgreSQL's (a Rails app's
+        // mysql2://) is not ours, and must not break a MongoDB-only command.
+        let database_url = env_nonempty(ENV_PG_URL_FALLBACK).filter(|u| {
+            let ours = !u.contains("://")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://");
+            if !ours {
+                tracing::debug!("ignoring {ENV_PG_URL_FALLBACK}: not a PostgreSQL URL");
+            }
+            ours
+        });
+        let pg_url = first_url([
+            ("--pg-url", overrides.pg_url.clone()),
+            (ENV_PG_URL, env_nonempty(ENV_PG_URL).map(SecretUrl::new)),
+            (ENV_PG_URL_FALLBACK, database_url.map(SecretUrl::new)),
+            (
+                "[postgres] url in the config file",
+                file.postgres.url.clone().map(SecretUrl::new),
+            ),
+        ]);
+        let mongo_url = first_url([
+            ("--mongo-url", overrides.mongo_url.clone()),
+            (
+                ENV_MONGO_URL,
+                env_nonempty(ENV_MONGO_URL).map(SecretUrl::new),
+            ),
+            (
+                ENV_MONGO_URL_FALLBACK,
+                env_nonempty(ENV_MONGO_URL_FALLBACK).map(SecretUrl::new),
+            ),
+            (
+                "[mongo] url in the config file",
+                file.mongo.url.clone().map(SecretUrl::new),
+            ),
+        ]);
 
-        if let Some(url) = &pg_url {
-            validate_pg_url(url)?;
+        if let Some((url, origin)) = &pg_url {
+            validate_pg_url(url, origin)?;
         }
-        if let Some(url) = &mongo_url {
-            validate_mongo_url(url)?;
+        if let Some((url, origin)) = &mongo_url {
+            validate_mongo_url(url, origin)?;
         }
+        let (pg_url, mongo_url) = (pg_url.map(|(u, _)| u), mongo_url.map(|(u, _)| u));
 
         let mongo_db = overrides
             .mongo_db
@@ -310,26 +334,34 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn validate_pg_url(url: &SecretUrl) -> Result<()> {
+/// The first URL set, with where it came from (for error messages).
+fn first_url(
+    candidates: [(&'static str, Option<SecretUrl>); 4],
+) -> Option<(SecretUrl, &'static str)> {
+    candidates
+        .into_iter()
+        .find_map(|(origin, url)| url.map(|u| (u, origin)))
+}
+
+fn validate_pg_url(url: &SecretUrl, origin: &str) -> Result<()> {
     url.expose()
         .parse::<tokio_postgres::Config>()
         .map(|_| ())
         .map_err(|e| {
             Error::Usage(format!(
-                "invalid PostgreSQL URL {} (from --pg-url, {ENV_PG_URL}, {ENV_PG_URL_FALLBACK} or the \
-                 config file): {}; expected postgres://user[:password]@host[:port]/dbname",
+                "invalid PostgreSQL URL {} (from {origin}): {}; expected \
+                 postgres://user[:password]@host[:port]/dbname[?sslmode=disable|prefer|require]",
                 url.redacted(),
                 url.scrub(&e.to_string())
             ))
         })
 }
 
-fn validate_mongo_url(url: &SecretUrl) -> Result<()> {
+fn validate_mongo_url(url: &SecretUrl, origin: &str) -> Result<()> {
     let u = url.expose();
     if !(u.starts_with("mongodb://") || u.starts_with("mongodb+srv://")) {
         return Err(Error::Usage(format!(
-            "invalid MongoDB URL {} (from --mongo-url, {ENV_MONGO_URL}, {ENV_MONGO_URL_FALLBACK} or the \
-             config file): must start with mongodb:// or mongodb+srv://",
+            "invalid MongoDB URL {} (from {origin}): must start with mongodb:// or mongodb+srv://",
             url.redacted()
         )));
     }
@@ -441,6 +473,26 @@ mod tests {
         assert_eq!(err.exit_code(), crate::error::ExitCode::Usage);
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("--pg-url"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_names_where_it_came_from_and_a_foreign_database_url_is_ignored() {
+        let o = Overrides::default();
+        let err = Settings::resolve(&o, &env_of(&[("DATABASE_URL", "postgres://u:pw@h:x/db")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("(from DATABASE_URL)"), "{err}");
+        assert!(!err.to_string().contains("pw@"), "{err}");
+
+        let s = Settings::resolve(
+            &o,
+            &env_of(&[
+                ("DATABASE_URL", "mysql2://app:pw@db/app"),
+                ("DBKEEPER_MONGO_URL", "mongodb://m/app"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.pg_url.is_none(), "a MySQL DATABASE_URL is not ours");
+        assert!(s.mongo_url.is_some());
     }
 
     #[test]
