@@ -9,6 +9,7 @@ use dbkeeper::ExitCode;
 
 fn main() {
     let cli = cli::args::Cli::parse();
+    let interrupted = interrupted_message(&cli.command);
     cli::output::init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,11 +46,11 @@ fn main() {
                 }
             },
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("dbkeeper: interrupted");
+                eprintln!("{interrupted}");
                 ExitCode::Interrupted
             }
             _ = terminated => {
-                eprintln!("dbkeeper: interrupted");
+                eprintln!("{interrupted}");
                 ExitCode::Interrupted
             }
         }
@@ -58,6 +59,25 @@ fn main() {
     // exit code is decided, so leave now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code.code());
+}
+
+/// What an interrupted command left behind, in one line.
+fn interrupted_message(command: &cli::args::Command) -> &'static str {
+    use cli::args::Command;
+    match command {
+        Command::Restore(_) => {
+            "dbkeeper: interrupted; the restore target is incomplete (marked so for PostgreSQL): \
+             run the restore again with --mode replace"
+        }
+        Command::Backup(_) => {
+            "dbkeeper: interrupted; the backup did not finish, so this run left no archive"
+        }
+        Command::Migrate(_) => {
+            "dbkeeper: interrupted; `dbkeeper migrate status` shows what was applied and anything \
+             left dirty"
+        }
+        _ => "dbkeeper: interrupted",
+    }
 }
 
 /// The error and its causes on one line, `outer: cause: cause`. A cause whose text the line
