@@ -393,3 +393,41 @@ fn log_lines_are_not_coloured_when_stderr_is_not_a_terminal() {
         "colour codes in a pipe: {stderr:?}"
     );
 }
+
+/// A backup that fails before writing anything (its database is unreachable) leaves no trace:
+/// the output directory it created is removed again, empty as it is.
+#[test]
+fn a_failed_backup_removes_the_directory_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            "postgres://app@127.0.0.1:1/prod",
+            "--connect-timeout",
+            "2",
+            "backup",
+            "--output",
+            "nightly",
+        ])
+        .assert()
+        .code(3);
+    assert!(
+        !dir.path().join("nightly").exists(),
+        "the new, empty output directory is gone"
+    );
+    // An existing directory is left alone.
+    std::fs::create_dir(dir.path().join("kept")).unwrap();
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            "postgres://app@127.0.0.1:1/prod",
+            "--connect-timeout",
+            "2",
+            "backup",
+            "--output",
+            "kept",
+        ])
+        .assert()
+        .code(3);
+    assert!(dir.path().join("kept").is_dir());
+}

@@ -128,8 +128,14 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
 
 async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     settings.require_any_engine()?;
+    // A directory this run creates and then fails in (an unreachable database, say) is removed
+    // again, empty as it is: a failed run leaves nothing behind.
+    let new_dir = output_dir(args.output.as_deref(), settings).filter(|d| !d.exists());
     let result = perform_inner(args, settings).await;
     progress::finish();
+    if let (Err(_), Some(dir)) = (&result, new_dir) {
+        let _ = std::fs::remove_dir(dir);
+    }
     result
 }
 
@@ -377,23 +383,32 @@ fn destination(
         settings.archive_prefix,
         created_at.format("%Y%m%dT%H%M%SZ")
     );
-    let dir =
-        match output {
-            Some("-") if std::io::stdout().is_terminal() => return Err(Error::Usage(
+    let Some(dir) = output_dir(output, settings) else {
+        return match output {
+            Some("-") if std::io::stdout().is_terminal() => Err(Error::Usage(
                 "--output -: refusing to write a binary archive to a terminal; redirect stdout \
                  (`> backup.dbk.tar`, `| ssh host 'cat > ...'`) or give --output DIR"
                     .into(),
             )),
-            Some("-") => return Ok(Destination::Stdout),
-            Some(o) if o.ends_with(".tar") && !Path::new(o).is_dir() => {
-                return Ok(Destination::File(PathBuf::from(o)))
-            }
-            Some(o) => PathBuf::from(o),
-            None => settings.backup_dir.clone(),
+            Some("-") => Ok(Destination::Stdout),
+            // `output_dir` is `None` only for `-` and for a `.tar` file name.
+            file => Ok(Destination::File(PathBuf::from(file.unwrap_or_default()))),
         };
+    };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating backup directory {}", dir.display()), e))?;
     Ok(Destination::File(dir.join(file_name)))
+}
+
+/// The directory the archive goes into, when `--output` names a directory (or is absent);
+/// `None` for `-` (stdout) and for a file name ending in `.tar`.
+fn output_dir(output: Option<&str>, settings: &Settings) -> Option<PathBuf> {
+    match output {
+        Some("-") => None,
+        Some(o) if o.ends_with(".tar") && !Path::new(o).is_dir() => None,
+        Some(o) => Some(PathBuf::from(o)),
+        None => Some(settings.backup_dir.clone()),
+    }
 }
 
 /// Counts what goes to stdout, for the report.
