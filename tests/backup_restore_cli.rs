@@ -463,6 +463,10 @@ async fn selections_that_match_nothing_are_refused() {
         "name the database to compare",
     );
     refused(
+        &["verify", &archive, "--mongo-db", &target.name],
+        "also give --mongo-url",
+    );
+    refused(
         &[
             "--mongo-url",
             &server_only,

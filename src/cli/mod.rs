@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let named_targets = verify::NamedTargets {
         pg: cli.global.pg_url.is_some(),
         mongo: cli.global.mongo_url.is_some(),
+        mongo_db: cli.global.mongo_db.is_some(),
     };
     match cli.command {
         Command::Ping => ping::run(&settings, out).await,

@@ -22,6 +22,8 @@ use super::targets;
 pub struct NamedTargets {
     pub pg: bool,
     pub mongo: bool,
+    /// `--mongo-db` was given: it needs `--mongo-url` to mean anything to verify.
+    pub mongo_db: bool,
 }
 
 /// Runs `verify`. V2 compares only databases whose URL was given as a flag: a URL from the
@@ -44,6 +46,13 @@ pub async fn run(
                  on its command line"
             );
         }
+    }
+    if named.mongo_db && !named.mongo {
+        return Err(Error::Usage(
+            "verify --mongo-db: also give --mongo-url; verify only connects to databases named \
+             on its command line"
+                .into(),
+        ));
     }
     if settings.mongo_url.is_some() && settings.mongo_db.is_none() {
         // restore defaults to the archived database's name; verify must not, or a URL without
