@@ -982,3 +982,40 @@ async fn refinery_applied_migrations_roll_back_with_the_unchanged_files_down_scr
         .stderr(predicate::str::contains("V1__a"));
     assert!(table_exists(&client, "a").await);
 }
+
+/// The down script of a no-transaction migration runs outside a transaction as well, even when
+/// the `.down` file does not repeat the directive: `DROP INDEX CONCURRENTLY` undoes `CREATE
+/// INDEX CONCURRENTLY` (inside a transaction PostgreSQL refuses it, and the captured script
+/// could never run).
+#[tokio::test]
+async fn a_no_transaction_migrations_down_script_runs_outside_a_transaction_too() {
+    let db = PgTestDb::create().await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE t3 (a int)")
+        .await
+        .unwrap();
+    let (_work, dir) = migrations(&[
+        (
+            "V1__idx.sql",
+            "-- dbkeeper:no-transaction\nCREATE INDEX CONCURRENTLY t3_a ON t3 (a);\n",
+        ),
+        ("V1__idx.down.sql", "DROP INDEX CONCURRENTLY t3_a;\n"),
+    ]);
+    migrate(&db, &dir, &["up"]).assert().success();
+    let indexes = |client: tokio_postgres::Client| async move {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 't3_a'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(indexes(db.client().await).await, 1);
+    // The file is gone: the captured script (with the inherited directive) is what runs.
+    std::fs::remove_file(dir.join("V1__idx.down.sql")).unwrap();
+    migrate(&db, &dir, &["down"]).assert().success();
+    assert_eq!(indexes(db.client().await).await, 0);
+}

@@ -52,6 +52,15 @@ pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
             if !no_transaction {
                 refuse_transaction_control(&source.up_path, &up)?;
             }
+            // The down script of a no-transaction migration runs outside a transaction too
+            // (`DROP INDEX CONCURRENTLY` undoes `CREATE INDEX CONCURRENTLY`): it inherits the
+            // directive, and is captured with it, so a rollback never fails on it later.
+            let down = match down {
+                Some(down) if no_transaction && !script::has_no_transaction_directive(&down) => {
+                    Some(format!("{}\n{down}", script::NO_TRANSACTION_DIRECTIVE))
+                }
+                down => down,
+            };
             if let (Some(path), Some(down)) = (&source.down_path, &down) {
                 if !script::has_no_transaction_directive(down) {
                     refuse_transaction_control(path, down)?;
