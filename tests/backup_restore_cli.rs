@@ -229,6 +229,9 @@ async fn backup_first_takes_a_verified_backup_that_undoes_a_destructive_migratio
         .assert()
         .success()
         .stderr(predicate::str::contains("backup before migrating"))
+        .stderr(predicate::str::contains(
+            "--mode replace --overwrite-source",
+        ))
         .get_output()
         .stdout
         .clone();
@@ -266,6 +269,34 @@ async fn backup_first_takes_a_verified_backup_that_undoes_a_destructive_migratio
         .unwrap()
         .get(0);
     assert_eq!(n, 40);
+
+    // The undo the migration printed works on the migrated database itself: refused without
+    // --overwrite-source (4), done with it.
+    let undo = |extra: &[&str]| {
+        let mut cmd = dbkeeper(dir.path());
+        cmd.args([
+            "--pg-url",
+            &pg.url,
+            "restore",
+            archive_path.to_str().unwrap(),
+        ])
+        .args(["--mode", "replace"])
+        .args(extra);
+        cmd
+    };
+    undo(&[]).assert().code(4);
+    undo(&["--overwrite-source"]).assert().success();
+    let n: i64 = pg
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n, 40,
+        "the source is back to its state before the migration"
+    );
 }
 
 #[tokio::test]
@@ -477,4 +508,67 @@ async fn selections_that_match_nothing_are_refused() {
         ],
         "is not valid",
     );
+}
+
+/// `--mode replace` recreates the whole PostgreSQL database: from an archive of only some
+/// tables it would empty the others, so it is refused (4) naming them, and nothing changes.
+#[tokio::test]
+async fn replacing_from_a_partial_archive_never_empties_other_tables() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    pg.client()
+        .await
+        .batch_execute("CREATE TABLE other (id int); INSERT INTO other VALUES (1), (2);")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &pg.url,
+            "backup",
+            "--include",
+            "items",
+            "--output",
+            ".",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let archive = serde_json::from_slice::<serde_json::Value>(&partial).unwrap()["archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = PgTestDb::create().await;
+    target
+        .client()
+        .await
+        .batch_execute("CREATE TABLE other (id int); INSERT INTO other VALUES (7);")
+        .await
+        .unwrap();
+    let out = dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &target.url,
+            "restore",
+            &archive,
+            "--mode",
+            "replace",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("public.other"), "{stderr}");
+    let kept: i64 = target
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM other", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "the target was not touched");
 }

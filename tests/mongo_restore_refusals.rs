@@ -242,4 +242,18 @@ async fn restoring_onto_the_source_database_is_refused() {
         .await
         .unwrap();
     assert_eq!(kept, 1, "the write made after the backup is still there");
+
+    // Asked for explicitly (undoing a migration), the source is replaced by the archive.
+    common::dbkeeper(dir.path())
+        .args(["--mongo-url", &source.url, "restore", "--mode", "replace"])
+        .arg(&archive)
+        .arg("--overwrite-source")
+        .assert()
+        .success();
+    let after = db
+        .collection::<Document>("orders")
+        .count_documents(doc! { "_id": 100_000 })
+        .await
+        .unwrap();
+    assert_eq!(after, 0, "the source is back to the archive's state");
 }

@@ -218,7 +218,8 @@ pub struct BackupArgs {
 pub enum RestoreMode {
     /// Refuse a non-empty target
     Create,
-    /// Drop and recreate what the archive contains
+    /// Replace the target: PostgreSQL drops and recreates the whole database; MongoDB drops the
+    /// archive's collections and views first (others are kept)
     Replace,
 }
 
@@ -255,6 +256,11 @@ pub struct RestoreArgs {
     /// Apply the archive's GRANT/REVOKE statements (skipped by default)
     #[arg(long)]
     pub keep_privileges: bool,
+
+    /// With --mode replace: allow replacing the very database the archive was taken from (to undo
+    /// a migration with the backup `migrate up --backup-first` took); refused otherwise
+    #[arg(long)]
+    pub overwrite_source: bool,
 
     /// Rename collections on restore: a name or pattern with one `*` (repeatable, paired with --ns-to)
     #[arg(long, value_name = "NAME")]

@@ -35,7 +35,7 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
                 let archive = super::backup::verified_backup(settings).await?;
                 eprintln!(
                     "backup before migrating: {} (verified; undo with `dbkeeper restore {} \
-                     --mode replace`)",
+                     --mode replace --overwrite-source`)",
                     archive.display(),
                     archive.display()
                 );

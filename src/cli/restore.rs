@@ -64,6 +64,11 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
     let renames = renames(&args)?;
+    if args.overwrite_source && args.mode != RestoreMode::Replace {
+        return Err(Error::Usage(
+            "--overwrite-source only makes sense with --mode replace".into(),
+        ));
+    }
     // V0 before anything touches a database.
     let path = args.archive.clone();
     let archive = tokio::task::spawn_blocking(move || VerifiedArchive::open(&path))
@@ -105,6 +110,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         },
         keep_owner: args.keep_owner,
         keep_privileges: args.keep_privileges,
+        overwrite_source: args.overwrite_source,
     };
     let mongo_options = mongo_restore::RestoreOptions {
         jobs,
@@ -113,6 +119,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             RestoreMode::Replace => mongo_restore::RestoreMode::Replace,
         },
         renames: renames.clone(),
+        overwrite_source: args.overwrite_source,
         ..Default::default()
     };
     if let Some(target) = &pg {

@@ -61,6 +61,8 @@ pub struct RestoreOptions {
     /// documents) at 85–89 MiB peak RSS instead of 148 MiB: the driver builds each batch's
     /// message in memory.
     pub batch_bytes: usize,
+    /// Allow restoring onto the database the archive was taken from (`--overwrite-source`).
+    pub overwrite_source: bool,
 }
 
 impl Default for RestoreOptions {
@@ -70,6 +72,7 @@ impl Default for RestoreOptions {
             mode: RestoreMode::Create,
             renames: Vec::new(),
             batch_bytes: 2 << 20,
+            overwrite_source: false,
         }
     }
 }
@@ -133,7 +136,9 @@ pub async fn preflight(
     let mongo =
         MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
     let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
-    refuse_source(archive, target).await?;
+    if !options.overwrite_source {
+        refuse_source(archive, target).await?;
+    }
     let db = target.database().await?;
     let conflicts = conflicts(&db, target, &plan).await?;
     if !conflicts.is_empty() && options.mode == RestoreMode::Create {
@@ -219,7 +224,9 @@ pub async fn restore_database(
     let mongo =
         MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
     let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
-    refuse_source(archive, target).await?;
+    if !options.overwrite_source {
+        refuse_source(archive, target).await?;
+    }
 
     let db = target.database().await?;
     let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;

@@ -54,6 +54,9 @@ pub struct RestoreOptions {
     pub keep_owner: bool,
     /// Apply GRANT/REVOKE statements.
     pub keep_privileges: bool,
+    /// Allow replacing the very database the archive was taken from (`--overwrite-source`:
+    /// undoing a migration with the backup taken before it).
+    pub overwrite_source: bool,
 }
 
 /// What a restore did.
@@ -110,15 +113,22 @@ pub async fn preflight(
     target: &PgTarget,
     options: &RestoreOptions,
 ) -> Result<()> {
-    let Some((source, _)) = archive_meta(archive)? else {
+    let Some((source, meta)) = archive_meta(archive)? else {
         return Err(no_postgres_data(archive));
     };
     let admin = connect_maintenance(target).await?;
     let major = inspect::server_major(&admin).await?;
     tools::find_tool("psql", major).await?;
-    refuse_source(&admin, target, &source).await?;
-    if options.existing == ExistingTarget::Refuse && database_exists(&admin, target).await? {
-        refuse_non_empty(target).await?;
+    if !options.overwrite_source {
+        refuse_source(&admin, target, &source).await?;
+    }
+    if database_exists(&admin, target).await? {
+        match options.existing {
+            ExistingTarget::Refuse => refuse_non_empty(target).await?,
+            ExistingTarget::Replace => {
+                refuse_losing_unarchived_tables(archive, target, &meta).await?
+            }
+        }
     }
     Ok(())
 }
@@ -246,7 +256,12 @@ pub async fn restore(
     let admin = connect_maintenance(target).await?;
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
-    refuse_source(&admin, target, &source).await?;
+    if !options.overwrite_source {
+        refuse_source(&admin, target, &source).await?;
+    }
+    if options.existing == ExistingTarget::Replace && database_exists(&admin, target).await? {
+        refuse_losing_unarchived_tables(&archive, target, &meta).await?;
+    }
     let database_action = prepare_database(&admin, target, &meta, options.existing).await?;
     set_restore_mark(&admin, target, &archive).await;
     drop(admin);
@@ -384,6 +399,43 @@ async fn connect_maintenance(target: &PgTarget) -> Result<Client> {
             .await
             .map_err(|_| first),
     }
+}
+
+/// `--mode replace` drops and recreates the whole database. From an archive of only some tables
+/// (`backup --include/--exclude`) that would silently empty every other table: refused, naming
+/// them, unless the target holds no table the archive lacks.
+async fn refuse_losing_unarchived_tables(
+    archive: &VerifiedArchive,
+    target: &PgTarget,
+    meta: &PgArchiveMeta,
+) -> Result<()> {
+    if meta.excluded_tables.is_empty() {
+        return Ok(());
+    }
+    let client = target.connect().await?;
+    let archived: std::collections::BTreeSet<String> = archive
+        .manifest()
+        .datasets
+        .iter()
+        .filter(|d| d.engine == Engine::Postgres)
+        .map(|d| format!("{}.{}", d.namespace, d.name))
+        .collect();
+    let lost: Vec<String> = inspect::list_tables(&client)
+        .await?
+        .iter()
+        .map(inspect::TableInfo::qualified)
+        .filter(|t| !archived.contains(t))
+        .collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "refusing --mode replace of {}: the archive holds only some tables (the backup used \
+         --include/--exclude), and replacing drops the whole database, so these tables would be \
+         emptied or lost: {}. Restore into another database, or drop them first if that is intended",
+        target.describe(),
+        lost.join(", ")
+    )))
 }
 
 /// Refuses when the target is the database the archive was taken from.
