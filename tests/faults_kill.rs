@@ -36,6 +36,27 @@ async fn big_source() -> PgTestDb {
     db
 }
 
+/// A backup of `big_source` slowed down (one job, small chunks, level-6 gzip) so a test can
+/// interrupt it mid-table.
+fn slow_backup_args(url: &str, output: &Path) -> Vec<String> {
+    let output = output.display().to_string();
+    [
+        "--pg-url",
+        url,
+        "backup",
+        "--output",
+        &output,
+        "--jobs",
+        "1",
+        "--chunk-bytes",
+        "65536",
+        "--compression-level",
+        "6",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Starts the dbkeeper binary with a clean environment; stderr goes to `<dir>/stderr.log`.
 fn spawn(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, PathBuf) {
     let log = dir.join(format!("{}.stderr.log", unique_name("run")));
@@ -114,19 +135,8 @@ async fn a_killed_backup_never_leaves_an_archive_and_the_next_backup_cleans_up()
     let dir = tempfile::tempdir().unwrap();
     let backups = dir.path().join("backups");
     let out = backups.display().to_string();
-    let args = [
-        "--pg-url",
-        &source.url,
-        "backup",
-        "--output",
-        &out,
-        "--jobs",
-        "1",
-        "--chunk-bytes",
-        "65536",
-        "--compression-level",
-        "6",
-    ];
+    let args = slow_backup_args(&source.url, &backups);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for point in [
         KillPoint::Early,
         KillPoint::MidTable,
@@ -187,7 +197,7 @@ async fn a_killed_backup_never_leaves_an_archive_and_the_next_backup_cleans_up()
 
         // The next backup takes over the dead run's lock and removes its partial file.
         let json = dbkeeper(dir.path())
-            .args(args)
+            .args(&args)
             .arg("--json")
             .assert()
             .success()
@@ -247,20 +257,8 @@ async fn sigterm_interrupts_a_backup_cleanly_with_exit_130() {
     let source = big_source().await;
     let dir = tempfile::tempdir().unwrap();
     let backups = dir.path().join("backups");
-    let out = backups.display().to_string();
-    let args = [
-        "--pg-url",
-        &source.url,
-        "backup",
-        "--output",
-        &out,
-        "--jobs",
-        "1",
-        "--chunk-bytes",
-        "65536",
-        "--compression-level",
-        "6",
-    ];
+    let args = slow_backup_args(&source.url, &backups);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut child, log) = spawn(dir.path(), &args, &[]);
     wait_until("1 MiB in the partial file", || {
         backups.is_dir()
