@@ -564,3 +564,47 @@ async fn a_renaming_restore_is_verified_under_the_new_names() {
     let people = mongo2.db().await.collection::<Document>("people");
     assert_eq!(people.count_documents(doc! {}).await.unwrap(), 200);
 }
+
+/// A materialized view's state is compared: the one populated at backup time must be populated
+/// after the restore (restore refreshes it), and one created `WITH NO DATA` must not be.
+#[tokio::test]
+async fn materialized_views_keep_their_populated_state() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW public.mv_full AS SELECT 1 AS one;
+             CREATE MATERIALIZED VIEW public.mv_nodata AS SELECT 2 AS two WITH NO DATA;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = backup(dir.path(), &pg, &mongo);
+    let pg2 = PgTestDb::create().await;
+    dbkeeper(dir.path())
+        .args(["--pg-url", &pg2.url, "restore"])
+        .arg(&archive)
+        .assert()
+        .success();
+    let (code, report) = verify(dir.path(), &archive, &["--pg-url", &pg2.url]);
+    assert_eq!(code, 0, "a clean restore keeps both states: {report:#}");
+
+    pg2.client()
+        .await
+        .batch_execute("REFRESH MATERIALIZED VIEW public.mv_nodata")
+        .await
+        .unwrap();
+    let (code, report) = verify(dir.path(), &archive, &["--pg-url", &pg2.url]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        found(&report),
+        set(&[(
+            "V2",
+            "schema",
+            "postgres",
+            "materialized view public.mv_nodata"
+        )]),
+        "{report:#}"
+    );
+}
