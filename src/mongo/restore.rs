@@ -133,18 +133,30 @@ pub async fn preflight(
     target: &MongoTarget,
     options: &RestoreOptions,
 ) -> Result<()> {
-    let mongo =
-        MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
-    let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
-    if !options.overwrite_source {
-        refuse_source(archive, target).await?;
-    }
+    let plan = checked_plan(archive, target, options).await?;
     let db = target.database().await?;
     let conflicts = conflicts(&db, target, &plan).await?;
     if !conflicts.is_empty() && options.mode == RestoreMode::Create {
         return Err(refuse_conflicts(target, &conflicts));
     }
     Ok(())
+}
+
+/// What the restore creates, under which names, once nothing forbids it: the archive has a
+/// MongoDB dump, the renames do not clash, and the target is not the source (unless
+/// `--overwrite-source`). Shared by [`preflight`] and [`restore_database`].
+async fn checked_plan(
+    archive: &VerifiedArchive,
+    target: &MongoTarget,
+    options: &RestoreOptions,
+) -> Result<Vec<Planned>> {
+    let mongo =
+        MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
+    let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
+    if !options.overwrite_source {
+        refuse_source(archive, target).await?;
+    }
+    Ok(plan)
 }
 
 /// Refuses to restore onto the database the archive was dumped from: same database name on a
@@ -221,12 +233,7 @@ pub async fn restore_database(
     if options.jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
-    let mongo =
-        MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
-    let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
-    if !options.overwrite_source {
-        refuse_source(archive, target).await?;
-    }
+    let plan = checked_plan(archive, target, options).await?;
 
     let db = target.database().await?;
     let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;

@@ -119,16 +119,9 @@ pub async fn preflight(
     let admin = connect_maintenance(target).await?;
     let major = inspect::server_major(&admin).await?;
     tools::find_tool("psql", major).await?;
-    if !options.overwrite_source {
-        refuse_source(&admin, target, &source).await?;
-    }
-    if database_exists(&admin, target).await? {
-        match options.existing {
-            ExistingTarget::Refuse => refuse_non_empty(target).await?,
-            ExistingTarget::Replace => {
-                refuse_losing_unarchived_tables(archive, target, &meta).await?
-            }
-        }
+    refuse_overwriting(archive, &admin, target, &source, &meta, options).await?;
+    if options.existing == ExistingTarget::Refuse && database_exists(&admin, target).await? {
+        refuse_non_empty(target).await?;
     }
     Ok(())
 }
@@ -256,12 +249,7 @@ pub async fn restore(
     let admin = connect_maintenance(target).await?;
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
-    if !options.overwrite_source {
-        refuse_source(&admin, target, &source).await?;
-    }
-    if options.existing == ExistingTarget::Replace && database_exists(&admin, target).await? {
-        refuse_losing_unarchived_tables(&archive, target, &meta).await?;
-    }
+    refuse_overwriting(&archive, &admin, target, &source, &meta, options).await?;
     let database_action = prepare_database(&admin, target, &meta, options.existing).await?;
     set_restore_mark(&admin, target, &archive).await;
     drop(admin);
@@ -399,6 +387,26 @@ async fn connect_maintenance(target: &PgTarget) -> Result<Client> {
             .await
             .map_err(|_| first),
     }
+}
+
+/// What neither the preflight nor the restore itself may do: overwrite the source (unless
+/// `--overwrite-source`), or replace a database whose other tables an archive of only some
+/// tables would empty.
+async fn refuse_overwriting(
+    archive: &VerifiedArchive,
+    admin: &Client,
+    target: &PgTarget,
+    source: &Source,
+    meta: &PgArchiveMeta,
+    options: &RestoreOptions,
+) -> Result<()> {
+    if !options.overwrite_source {
+        refuse_source(admin, target, source).await?;
+    }
+    if options.existing == ExistingTarget::Replace && database_exists(admin, target).await? {
+        refuse_losing_unarchived_tables(archive, target, meta).await?;
+    }
+    Ok(())
 }
 
 /// `--mode replace` drops and recreates the whole database. From an archive of only some tables

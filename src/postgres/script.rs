@@ -5,6 +5,10 @@
 //! The archive keeps the schema exactly as pg_dump wrote it; what a restore skips is decided at
 //! restore time (`--keep-owner`, `--keep-privileges`) and reported as counts.
 
+use super::lexer::{
+    block_comment_end, dollar_quote_end, line_end, opens_escape_string, quoted_end,
+};
+
 /// What [`filter`] kept and skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filtered {
@@ -136,7 +140,7 @@ impl<'a> Iterator for Words<'a> {
         let first = s.chars().next()?;
         let plain = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
         let (word, rest) = if first == '"' {
-            let end = skip_quoted_identifier(s.as_bytes(), 0);
+            let end = quoted_end(s.as_bytes(), 0, b'"', false);
             let inner = s.get(1..end.saturating_sub(1)).unwrap_or("");
             (Word::Quoted(inner.replace("\"\"", "\"")), &s[end..])
         } else if first == '.' {
@@ -166,25 +170,22 @@ pub fn split(script: &str) -> Vec<&str> {
     while i < bytes.len() {
         match bytes[i] {
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = find_from(bytes, i, b"\n").map_or(bytes.len(), |p| p + 1);
+                i = line_end(bytes, i);
                 continue;
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(bytes, i);
+                i = block_comment_end(bytes, i);
                 continue;
             }
             b'\\' if blank => {
-                i = find_from(bytes, i, b"\n").map_or(bytes.len(), |p| p + 1);
+                i = line_end(bytes, i);
                 pieces.push(&script[start..i]);
                 start = i;
                 continue;
             }
-            b'\'' => {
-                let escapes = i > 0 && matches!(bytes[i - 1], b'E' | b'e');
-                i = skip_string(bytes, i, escapes);
-            }
-            b'"' => i = skip_quoted_identifier(bytes, i),
-            b'$' => i = skip_dollar_quote(bytes, i),
+            b'\'' => i = quoted_end(bytes, i, b'\'', opens_escape_string(bytes, i)),
+            b'"' => i = quoted_end(bytes, i, b'"', false),
+            b'$' => i = dollar_quote_end(script, i).unwrap_or(i + 1),
             b';' => {
                 i += 1;
                 pieces.push(&script[start..i]);
@@ -204,80 +205,6 @@ pub fn split(script: &str) -> Vec<&str> {
         pieces.push(&script[start..]);
     }
     pieces
-}
-
-fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// Past a `/* ... */` comment, which nests in PostgreSQL.
-fn skip_block_comment(bytes: &[u8], mut i: usize) -> usize {
-    let mut depth = 0;
-    while i < bytes.len() {
-        if bytes[i..].starts_with(b"/*") {
-            depth += 1;
-            i += 2;
-        } else if bytes[i..].starts_with(b"*/") {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return i;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    i
-}
-
-/// Past a `'...'` literal (`''` doubles a quote; in `E'...'` a backslash escapes).
-fn skip_string(bytes: &[u8], mut i: usize, escapes: bool) -> usize {
-    i += 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if escapes => i += 2,
-            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    i
-}
-
-fn skip_quoted_identifier(bytes: &[u8], mut i: usize) -> usize {
-    i += 1;
-    while i < bytes.len() {
-        if bytes[i] == b'"' {
-            if bytes.get(i + 1) == Some(&b'"') {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// Past a `$tag$ ... $tag$` body; a lone `$` (as in `$1`) is just a character.
-fn skip_dollar_quote(bytes: &[u8], i: usize) -> usize {
-    let tag_end = bytes[i + 1..]
-        .iter()
-        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
-        .map(|p| p + i + 1);
-    match tag_end {
-        Some(end) if bytes[end] == b'$' && !bytes[i + 1].is_ascii_digit() => {
-            let tag = &bytes[i..=end];
-            match find_from(bytes, end + 1, tag) {
-                Some(close) => close + tag.len(),
-                None => bytes.len(),
-            }
-        }
-        _ => i + 1,
-    }
 }
 
 /// The statement without leading whitespace and `--` comments.

@@ -7,6 +7,11 @@
 //! (quotes, `E''` escapes, dollar quotes, nested comments, parentheses, `BEGIN ATOMIC` bodies).
 //! It is pure: it touches no database.
 
+use crate::postgres::lexer::{
+    block_comment_end, dollar_quote_end, is_ident_byte, is_ident_start, line_end,
+    opens_escape_string, quoted_end,
+};
+
 /// The first-line directive that runs a migration outside a transaction.
 pub const NO_TRANSACTION_DIRECTIVE: &str = "-- dbkeeper:no-transaction";
 
@@ -37,7 +42,7 @@ pub fn split_statements(sql: &str) -> Vec<Statement<'_>> {
     while i < b.len() {
         let c = b[i];
         if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            i = sql[i..].find('\n').map_or(b.len(), |n| i + n + 1);
+            i = line_end(b, i);
             continue;
         }
         if c == b'/' && b.get(i + 1) == Some(&b'*') {
@@ -51,9 +56,7 @@ pub fn split_statements(sql: &str) -> Vec<Statement<'_>> {
         let stmt_start = *start.get_or_insert(i);
         match c {
             b'\'' => {
-                let backslash_escapes =
-                    i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !is_ident_byte(b[i - 2]));
-                i = quoted_end(b, i, b'\'', backslash_escapes);
+                i = quoted_end(b, i, b'\'', opens_escape_string(b, i));
             }
             b'"' => i = quoted_end(b, i, b'"', false),
             b'$' => i = dollar_quote_end(sql, i).unwrap_or(i + 1),
@@ -168,14 +171,6 @@ pub fn render_location(origin: &str, script: &str, offset: usize, exact: bool) -
     (header, excerpt)
 }
 
-fn is_ident_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
-}
-
-fn is_ident_byte(c: u8) -> bool {
-    is_ident_start(c) || c.is_ascii_digit() || c == b'$'
-}
-
 fn ident_end(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && is_ident_byte(b[i]) {
         i += 1;
@@ -189,68 +184,6 @@ fn is_routine_definition(words: &[String]) -> bool {
         w.as_slice(),
         ["CREATE", "FUNCTION" | "PROCEDURE", ..]
             | ["CREATE", "OR", "REPLACE", "FUNCTION" | "PROCEDURE", ..]
-    )
-}
-
-/// End (exclusive) of a quoted string or identifier starting at `i`; doubled quotes are escapes.
-fn quoted_end(b: &[u8], i: usize, quote: u8, backslash_escapes: bool) -> usize {
-    let mut j = i + 1;
-    while j < b.len() {
-        if backslash_escapes && b[j] == b'\\' {
-            j += 2;
-            continue;
-        }
-        if b[j] == quote {
-            if b.get(j + 1) == Some(&quote) {
-                j += 2;
-                continue;
-            }
-            return j + 1;
-        }
-        j += 1;
-    }
-    b.len()
-}
-
-/// End (exclusive) of a `/* ... */` comment starting at `i`; they nest in PostgreSQL.
-fn block_comment_end(b: &[u8], i: usize) -> usize {
-    let mut depth = 0usize;
-    let mut j = i;
-    while j < b.len() {
-        if b[j] == b'/' && b.get(j + 1) == Some(&b'*') {
-            depth += 1;
-            j += 2;
-        } else if b[j] == b'*' && b.get(j + 1) == Some(&b'/') {
-            depth -= 1;
-            j += 2;
-            if depth == 0 {
-                return j;
-            }
-        } else {
-            j += 1;
-        }
-    }
-    b.len()
-}
-
-/// End (exclusive) of a `$tag$ ... $tag$` string starting at `i`, or `None` when the `$` does not
-/// open one (a `$1` parameter).
-fn dollar_quote_end(sql: &str, i: usize) -> Option<usize> {
-    let b = sql.as_bytes();
-    let mut j = i + 1;
-    if j < b.len() && is_ident_start(b[j]) {
-        while j < b.len() && (is_ident_start(b[j]) || b[j].is_ascii_digit()) {
-            j += 1;
-        }
-    }
-    if b.get(j) != Some(&b'$') {
-        return None;
-    }
-    let delimiter = &sql[i..=j];
-    Some(
-        sql[j + 1..]
-            .find(delimiter)
-            .map_or(b.len(), |n| j + 1 + n + delimiter.len()),
     )
 }
 
