@@ -105,6 +105,10 @@ pub struct TargetCheck {
     pub checks: u64,
     pub seconds: f64,
     pub mismatches: Vec<Mismatch>,
+    /// Differences that are explained and expected (each a sentence naming the object); they
+    /// do not fail the check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl TargetCheck {
@@ -117,6 +121,7 @@ impl TargetCheck {
             checks: 0,
             seconds: 0.0,
             mismatches: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -204,6 +209,9 @@ pub struct VerifyReport {
     pub targets: Vec<TargetSummary>,
     /// Every mismatch of every level.
     pub mismatches: Vec<Mismatch>,
+    /// Every target's warnings (see [`TargetCheck::warnings`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A [`TargetCheck`] without its mismatches, for the report's `targets`.
@@ -228,6 +236,7 @@ impl VerifyReport {
             facts: ArchiveFacts::default(),
             targets: Vec::new(),
             mismatches: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -256,6 +265,7 @@ impl VerifyReport {
             seconds: check.seconds,
         });
         self.mismatches.append(&mut check.mismatches);
+        self.warnings.append(&mut check.warnings);
         self.ok = self.mismatches.is_empty();
     }
 }

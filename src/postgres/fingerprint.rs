@@ -53,6 +53,11 @@ impl IndexDef {
     }
 }
 
+/// The version of the object list [`describe`] makes: 1 had tables, columns, constraints,
+/// views, functions, triggers, types and policies; 2 added every other kind pg_dump dumps
+/// ([`super::schema_objects`]). Verify describes a target at the archive's version.
+pub const VERSION: u32 = 2;
+
 /// What the manifest records about the schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaFingerprint {
@@ -61,6 +66,18 @@ pub struct SchemaFingerprint {
     /// Object (`table public.users`, `function public.f(integer)`, ...) -> short hash of its
     /// definition.
     pub objects: BTreeMap<String, String>,
+    /// Which object list `objects` holds ([`VERSION`]); 1 when absent.
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// The column order of every table that inherits from another (`schema.table` -> column
+    /// names in order): pg_dump recreates such a table with its parents' columns first, and
+    /// restore puts them back in this order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub column_orders: BTreeMap<String, Vec<String>>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// A database's schema, described.
@@ -69,6 +86,9 @@ pub struct SchemaDescription {
     /// Object -> canonical definition text.
     pub objects: BTreeMap<String, String>,
     pub indexes: Vec<IndexDef>,
+    pub version: u32,
+    /// See [`SchemaFingerprint::column_orders`].
+    pub column_orders: BTreeMap<String, Vec<String>>,
 }
 
 impl SchemaDescription {
@@ -76,16 +96,21 @@ impl SchemaDescription {
         let objects: BTreeMap<String, String> = self
             .objects
             .iter()
-            .map(|(key, text)| {
-                let hash = hex::encode(Sha256::digest(text.as_bytes()));
-                (key.clone(), hash[..OBJECT_HASH_HEX].to_string())
-            })
+            .map(|(key, text)| (key.clone(), object_hash(text)))
             .collect();
         SchemaFingerprint {
             fingerprint: fingerprint_of(&objects),
             objects,
+            version: self.version,
+            column_orders: self.column_orders.clone(),
         }
     }
+}
+
+/// The short hash [`SchemaDescription::fingerprint`] records for a definition.
+pub fn object_hash(text: &str) -> String {
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    hash[..OBJECT_HASH_HEX].to_string()
 }
 
 fn fingerprint_of(objects: &BTreeMap<String, String>) -> String {
@@ -294,20 +319,107 @@ fn queries() -> Vec<(&'static str, String)> {
 /// Describes the schema `client` sees. The caller pins the search path first
 /// ([`PIN_SEARCH_PATH`] inside a transaction, or `SET search_path = pg_catalog`).
 pub async fn describe(client: &Client) -> Result<SchemaDescription> {
+    describe_version(client, VERSION).await
+}
+
+/// [`describe`] with the object list of `version` (to compare with an archive written when
+/// the list was shorter).
+pub async fn describe_version(client: &Client, version: u32) -> Result<SchemaDescription> {
     let mut objects = BTreeMap::new();
     for (what, sql) in queries() {
-        let rows = client
-            .query(&sql, &[])
-            .await
-            .map_err(|e| db_error(&format!("describing the schema ({what})"), &e))?;
-        for row in rows {
-            let key: String = row.get(0);
-            let text: Option<String> = row.get(1);
+        for (key, text) in described(client, what, &sql).await? {
             objects.insert(key, text.unwrap_or_default());
         }
     }
+    if version >= 2 {
+        // Version 2 lists an object only when it has a definition (a setting that is not the
+        // default, a comment that exists).
+        for (what, sql) in super::schema_objects::queries(USER_NAMESPACE) {
+            for (key, text) in described(client, what, &sql).await? {
+                if let Some(text) = text {
+                    objects.insert(key, text);
+                }
+            }
+        }
+    }
     let indexes = index_definitions(client).await?;
-    Ok(SchemaDescription { objects, indexes })
+    Ok(SchemaDescription {
+        objects,
+        indexes,
+        version: version.min(VERSION),
+        column_orders: column_orders(client).await?,
+    })
+}
+
+async fn described(
+    client: &Client,
+    what: &str,
+    sql: &str,
+) -> Result<Vec<(String, Option<String>)>> {
+    let rows = client
+        .query(sql, &[])
+        .await
+        .map_err(|e| db_error(&format!("describing the schema ({what})"), &e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// See [`SchemaFingerprint::column_orders`]. Partitions are left out: they are attached, not
+/// inherited, and keep their own column order.
+async fn column_orders(client: &Client) -> Result<BTreeMap<String, Vec<String>>> {
+    let sql = format!(
+        "SELECT n.nspname || '.' || c.relname,
+                (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relpersistence <> 't'
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)
+           AND {USER_NAMESPACE} AND {}",
+        not_extension_member("pg_class", "c.oid")
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| db_error("reading the column order of inheriting tables", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get::<_, Option<Vec<String>>>(1).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// `definition` (a table's text from [`describe`]) with its column lines in `order` (names as
+/// [`SchemaFingerprint::column_orders`] lists them), or `None` when its columns are not those.
+/// Verify uses it to tell a table whose columns are only in another order.
+pub fn with_column_order(definition: &str, order: &[String]) -> Option<String> {
+    let (columns, rest): (Vec<&str>, Vec<&str>) =
+        definition.lines().partition(|l| l.starts_with("column "));
+    let mut by_name: BTreeMap<String, &str> = BTreeMap::new();
+    for line in &columns {
+        by_name.insert(column_name(line)?, line);
+    }
+    if by_name.len() != order.len() {
+        return None;
+    }
+    let mut lines = rest;
+    for name in order {
+        lines.push(by_name.get(name)?);
+    }
+    Some(lines.join("\n"))
+}
+
+/// The column name of a `column <quote_ident(name)> <type> ...` line.
+fn column_name(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("column ")?;
+    if rest.starts_with('"') {
+        let end = super::lexer::quoted_end(rest.as_bytes(), 0, b'"', false);
+        Some(rest.get(1..end - 1)?.replace("\"\"", "\""))
+    } else {
+        Some(rest.split(' ').next()?.to_string())
+    }
 }
 
 /// Every index of user tables and materialized views (not of extension-owned relations),
@@ -349,7 +461,20 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             indexes: Vec::new(),
+            version: VERSION,
+            column_orders: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn column_lines_are_put_in_the_archived_order() {
+        let text = "kind r\ncolumn a integer\ncolumn \"B c\" text not null\ncolumn z date";
+        let order: Vec<String> = ["z", "a", "B c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            with_column_order(text, &order).as_deref(),
+            Some("kind r\ncolumn z date\ncolumn a integer\ncolumn \"B c\" text not null")
+        );
+        assert_eq!(with_column_order(text, &order[..2]), None);
     }
 
     #[test]

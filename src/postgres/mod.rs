@@ -3,12 +3,14 @@
 pub mod connect;
 
 pub use connect::PgTarget;
+mod column_order;
 pub mod dump;
 pub mod fingerprint;
 pub mod inspect;
 mod lexer;
 pub mod migrate;
 pub mod restore;
+mod schema_objects;
 pub mod script;
 pub mod tools;
 pub mod verify;

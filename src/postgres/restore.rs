@@ -18,6 +18,7 @@
 //! Proving the result (V2: counts, sequences, indexes, schema, content) is
 //! [`crate::postgres::verify`], which the caller runs afterwards, the same check `verify` runs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +34,9 @@ use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::describe_error;
 use crate::postgres::dump::{PgArchiveMeta, PgDatasetExtra, ENGINE_KEY};
 use crate::postgres::inspect::{self, db_error, quote_ident, quote_qualified};
-use crate::postgres::script;
 use crate::postgres::tools::{self, PgTool};
 use crate::postgres::PgTarget;
+use crate::postgres::{column_order, script};
 
 /// What to do when the target database already has objects in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,16 +210,78 @@ async fn set_restore_mark(admin: &Client, target: &PgTarget, archive: &VerifiedA
     }
 }
 
-/// Removes the mark once every step of the restore is done.
-async fn clear_restore_mark(target: &PgTarget) -> Result<()> {
+/// The database-level setting recording which of owners and privileges the last restore
+/// applied (`owner`, `privileges`, or both; absent for neither), so verify compares them only
+/// then.
+pub const RESTORE_KEPT_SETTING: &str = "dbkeeper.restore_kept";
+
+/// What [`RESTORE_KEPT_SETTING`] says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub owner: bool,
+    pub privileges: bool,
+}
+
+/// Which of owners and privileges the restore into the database `client` is connected to
+/// applied (neither when it was not restored by dbkeeper).
+pub async fn restore_kept(client: &Client) -> Result<Kept> {
+    let prefix = format!("{RESTORE_KEPT_SETTING}=");
+    let row = client
+        .query_opt(
+            "SELECT substr(s, length($1) + 1) \
+             FROM pg_catalog.pg_db_role_setting r \
+             JOIN pg_catalog.pg_database d ON d.oid = r.setdatabase \
+             CROSS JOIN LATERAL unnest(r.setconfig) AS s \
+             WHERE d.datname = current_database() AND r.setrole = 0 AND starts_with(s, $1)",
+            &[&prefix],
+        )
+        .await
+        .map_err(|e| db_error("reading what the restore kept", &e))?;
+    let value: String = row.map(|r| r.get(0)).unwrap_or_default();
+    Ok(Kept {
+        owner: value.split(',').any(|v| v == "owner"),
+        privileges: value.split(',').any(|v| v == "privileges"),
+    })
+}
+
+/// Removes the mark once every step of the restore is done, and records what it kept.
+async fn clear_restore_mark(target: &PgTarget, options: &RestoreOptions) -> Result<()> {
     let admin = connect_maintenance(target).await?;
+    let database = quote_ident(&target.dbname());
     admin
         .batch_execute(&format!(
-            "ALTER DATABASE {} RESET {RESTORE_MARK_SETTING}",
-            quote_ident(&target.dbname())
+            "ALTER DATABASE {database} RESET {RESTORE_MARK_SETTING}"
         ))
         .await
-        .map_err(|e| db_error("clearing the unfinished-restore mark", &e))
+        .map_err(|e| db_error("clearing the unfinished-restore mark", &e))?;
+    let kept: Vec<&str> = [
+        (options.keep_owner, "owner"),
+        (options.keep_privileges, "privileges"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    let record = if kept.is_empty() {
+        format!("ALTER DATABASE {database} RESET {RESTORE_KEPT_SETTING}")
+    } else {
+        format!(
+            "ALTER DATABASE {database} SET {RESTORE_KEPT_SETTING} = '{}'",
+            kept.join(",")
+        )
+    };
+    // Like the mark, this needs a role that may set custom database settings; without it,
+    // verify compares neither owners nor privileges.
+    if let Err(e) = admin.batch_execute(&record).await {
+        if !kept.is_empty() {
+            tracing::warn!(
+                "cannot record on {} that owners/privileges were restored ({}); verify will \
+                 not compare them",
+                target.describe(),
+                describe_error(&e)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an existing target database that holds anything.
@@ -307,13 +370,14 @@ async fn restore_into(
     let dbname = target.dbname();
     let mut timings = RestoreTimings::default();
     let mut clock = Instant::now();
+    let column_orders = column_orders_to_restore(target, meta).await?;
     let pre = run_schema(
         archive,
         psql,
         target,
         &meta.pre_data_member,
         options,
-        "pre-data",
+        &column_orders,
     )
     .await?;
     timings.pre_data = lap(&mut clock);
@@ -347,7 +411,7 @@ async fn restore_into(
     set_sequences(&client, meta).await?;
     refresh_matviews(&client, meta).await?;
     drop(client);
-    clear_restore_mark(target).await?;
+    clear_restore_mark(target, options).await?;
     timings.finish = lap(&mut clock);
 
     let manifest = archive.manifest();
@@ -527,22 +591,58 @@ async fn schema_text(archive: &Arc<VerifiedArchive>, member: &str) -> Result<Str
     })
 }
 
-/// Runs one schema member through psql, filtered as the options say.
+/// The column orders of inheriting tables that restore puts back (see
+/// [`super::column_order`]): all of them as a superuser; none otherwise (each is then a
+/// warning of verify), said once here.
+async fn column_orders_to_restore(
+    target: &PgTarget,
+    meta: &PgArchiveMeta,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let Some(orders) = meta.schema.as_ref().map(|s| &s.column_orders) else {
+        return Ok(BTreeMap::new());
+    };
+    if orders.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let client = target.connect().await?;
+    let superuser: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error("checking whether the restoring role is a superuser", &e))?
+        .get(0);
+    if superuser {
+        return Ok(orders.clone());
+    }
+    tracing::warn!(
+        "{} table(s) that inherit ({}) may get their columns in another order than in the \
+         source: putting the order back needs a superuser",
+        orders.len(),
+        orders.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    Ok(BTreeMap::new())
+}
+
+/// Runs the pre-data schema member through psql, filtered as the options say, with the
+/// column orders of inheriting tables put back.
 async fn run_schema(
     archive: &Arc<VerifiedArchive>,
     psql: &PgTool,
     target: &PgTarget,
     member: &str,
     options: &RestoreOptions,
-    what: &str,
+    column_orders: &BTreeMap<String, Vec<String>>,
 ) -> Result<script::Filtered> {
     let text = schema_text(archive, member).await?;
     let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
+    let (sql, _) = column_order::restore_order(&filtered.sql, column_orders);
     tools::psql_run(
         psql,
         target,
-        filtered.sql.clone().into_bytes(),
-        &format!("{what} schema ({member})"),
+        sql.into_bytes(),
+        &format!("pre-data schema ({member})"),
     )
     .await
     .map_err(|e| partial_restore(target, e))?;
@@ -589,7 +689,8 @@ impl PostData {
     }
 
     fn plan(&self) -> PostDataPlan<'_> {
-        let statements = script::statements(&self.filtered.sql);
+        // Whole entries: pg_dump writes some as several statements that must run in order.
+        let statements = script::entries(&self.filtered.sql);
         let preamble = statements
             .iter()
             .filter(|s| s.kind.is_none())

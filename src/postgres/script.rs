@@ -1,13 +1,11 @@
-//! Reading pg_dump's plain SQL scripts: splitting them into statements (respecting strings,
-//! quoted identifiers, dollar quoting, comments and psql meta-commands) so that ownership and
-//! privilege statements can be left out when restoring into another environment.
+//! Reading pg_dump's plain SQL scripts: splitting them into statements (with the one splitter
+//! for PostgreSQL text, [`lexer::split`]) so that ownership and privilege statements can be left
+//! out when restoring into another environment, and post-data can be scheduled entry by entry.
 //!
 //! The archive keeps the schema exactly as pg_dump wrote it; what a restore skips is decided at
 //! restore time (`--keep-owner`, `--keep-privileges`) and reported as counts.
 
-use super::lexer::{
-    block_comment_end, dollar_quote_end, line_end, opens_escape_string, quoted_end,
-};
+use super::lexer::{self, quoted_end};
 
 /// What [`filter`] kept and skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,10 +48,43 @@ pub struct Statement<'a> {
 /// The SQL statements of a script with their entry kinds; psql meta-commands (`\restrict`) and
 /// comment-only pieces are left out, since they mean nothing to a plain SQL connection.
 pub fn statements(script: &str) -> Vec<Statement<'_>> {
+    located_statements(script)
+        .into_iter()
+        .map(|(_, _, statement)| statement)
+        .collect()
+}
+
+/// The archive entries of a script, in order: the statements of one `-- Name: ...` entry
+/// together (pg_dump writes some entries as several statements that must run in order, e.g.
+/// a constraint and the `REPLICA IDENTITY USING INDEX` that needs it), the preamble as one.
+pub fn entries(script: &str) -> Vec<Statement<'_>> {
+    let mut out: Vec<Statement<'_>> = Vec::new();
+    let mut spans: Vec<(usize, usize, usize)> = Vec::new(); // (entry, start, end)
+    for (entry, (start, end), statement) in located_statements(script) {
+        match spans.last_mut() {
+            Some(last) if last.0 == entry => {
+                last.2 = end;
+                let merged = &script[last.1..end];
+                out.last_mut().expect("one entry per span").sql = merged;
+            }
+            _ => {
+                spans.push((entry, start, end));
+                out.push(statement);
+            }
+        }
+    }
+    out
+}
+
+/// [`statements`] with the index of the entry each belongs to (0 for the preamble) and its
+/// byte range in `script`.
+fn located_statements(script: &str) -> Vec<(usize, (usize, usize), Statement<'_>)> {
     let mut kind = None;
+    let mut entry = 0;
     let mut out = Vec::new();
-    for piece in split(script) {
-        for line in piece.lines() {
+    for piece in lexer::split(script) {
+        let text = &script[piece.start..piece.end];
+        for line in text.lines() {
             let line = line.trim_start();
             if line.is_empty() {
                 continue;
@@ -64,14 +95,19 @@ pub fn statements(script: &str) -> Vec<Statement<'_>> {
             if let Some(rest) = line.strip_prefix("-- Name: ") {
                 if let Some((_, after)) = rest.split_once("; Type: ") {
                     kind = after.split(';').next();
+                    entry += 1;
                 }
             }
         }
-        let head = strip_leading_comments(piece);
-        if head.is_empty() || head.starts_with('\\') {
+        let head = strip_leading_comments(text);
+        if head.is_empty() || piece.meta_command {
             continue;
         }
-        out.push(Statement { kind, sql: piece });
+        out.push((
+            entry,
+            (piece.start, piece.end),
+            Statement { kind, sql: text },
+        ));
     }
     out
 }
@@ -119,6 +155,27 @@ pub fn statement_table(statement: &str) -> Option<(String, String)> {
     Some((name(schema)?, name(table)?))
 }
 
+/// The table a `CREATE [UNLOGGED] TABLE schema.table ...` statement creates, as pg_dump writes
+/// it; `None` for anything else.
+pub fn created_table(statement: &str) -> Option<(String, String)> {
+    let mut words = Words(strip_leading_comments(statement));
+    if !words.next()?.is_keyword("CREATE") {
+        return None;
+    }
+    let mut next = words.next()?;
+    if next.is_keyword("UNLOGGED") {
+        next = words.next()?;
+    }
+    if !next.is_keyword("TABLE") {
+        return None;
+    }
+    let schema = words.next()?.name()?;
+    if words.next()? != Word::Dot {
+        return None;
+    }
+    Some((schema, words.next()?.name()?))
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Word<'a> {
     /// An unquoted word (pg_dump writes unquoted identifiers only when they are lower case).
@@ -127,6 +184,20 @@ enum Word<'a> {
     Quoted(String),
     Dot,
     Other,
+}
+
+impl Word<'_> {
+    fn is_keyword(&self, keyword: &str) -> bool {
+        matches!(self, Word::Plain(p) if p.eq_ignore_ascii_case(keyword))
+    }
+
+    fn name(self) -> Option<String> {
+        match self {
+            Word::Plain(p) => Some(p.to_string()),
+            Word::Quoted(q) => Some(q),
+            Word::Dot | Word::Other => None,
+        }
+    }
 }
 
 /// The words of the head of a statement, enough to read the names in it.
@@ -156,55 +227,14 @@ impl<'a> Iterator for Words<'a> {
     }
 }
 
-/// Splits a script into statements, each with its leading whitespace/comments and its
-/// terminating `;` (a psql meta-command is one line). Concatenating the pieces gives the
-/// script back.
+/// Splits a script into statements as psql does ([`lexer::split`]), each with its leading
+/// whitespace/comments and its terminating `;` (a psql meta-command is one line).
+/// Concatenating the pieces gives the script back.
 pub fn split(script: &str) -> Vec<&str> {
-    let bytes = script.as_bytes();
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    // Whether only whitespace and comments were seen since the statement started: a backslash
-    // there starts a psql meta-command.
-    let mut blank = true;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = line_end(bytes, i);
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = block_comment_end(bytes, i);
-                continue;
-            }
-            b'\\' if blank => {
-                i = line_end(bytes, i);
-                pieces.push(&script[start..i]);
-                start = i;
-                continue;
-            }
-            b'\'' => i = quoted_end(bytes, i, b'\'', opens_escape_string(bytes, i)),
-            b'"' => i = quoted_end(bytes, i, b'"', false),
-            b'$' => i = dollar_quote_end(script, i).unwrap_or(i + 1),
-            b';' => {
-                i += 1;
-                pieces.push(&script[start..i]);
-                start = i;
-                blank = true;
-                continue;
-            }
-            c if c.is_ascii_whitespace() => {
-                i += 1;
-                continue;
-            }
-            _ => i += 1,
-        }
-        blank = false;
-    }
-    if start < bytes.len() {
-        pieces.push(&script[start..]);
-    }
-    pieces
+    lexer::split(script)
+        .into_iter()
+        .map(|p| &script[p.start..p.end])
+        .collect()
 }
 
 /// The statement without leading whitespace and `--` comments.
@@ -311,6 +341,21 @@ ALTER TABLE ONLY public.t
     }
 
     #[test]
+    fn entries_keep_the_statements_of_one_entry_together() {
+        let script = "SET x = 1;\nSET y = 2;\n\n--\n-- Name: t t_key; Type: CONSTRAINT; Schema: public; Owner: a\n--\n\nALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_key UNIQUE (a);\n\nALTER TABLE ONLY public.t REPLICA IDENTITY USING INDEX t_key;\n\n--\n-- Name: i; Type: INDEX; Schema: public; Owner: a\n--\n\nCREATE INDEX i ON public.t USING btree (a);\n";
+        let entries = entries(script);
+        let kinds: Vec<Option<&str>> = entries.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [None, Some("CONSTRAINT"), Some("INDEX")]);
+        assert!(entries[0].sql.contains("SET y = 2;"));
+        assert!(entries[1].sql.trim_start().starts_with("--"));
+        assert!(entries[1]
+            .sql
+            .trim_end()
+            .ends_with("REPLICA IDENTITY USING INDEX t_key;"));
+        assert_eq!(statements(script).len(), 5);
+    }
+
+    #[test]
     fn statement_table_reads_index_and_key_targets() {
         let t = |schema: &str, table: &str| Some((schema.to_string(), table.to_string()));
         assert_eq!(
@@ -345,6 +390,21 @@ ALTER TABLE ONLY public.t
             statement_table("CREATE TRIGGER x AFTER INSERT ON public.t"),
             None
         );
+    }
+
+    #[test]
+    fn created_table_reads_the_name_pg_dump_writes() {
+        let t = |schema: &str, table: &str| Some((schema.to_string(), table.to_string()));
+        assert_eq!(
+            created_table("\n--\nCREATE TABLE public.child (\n    c text\n)\nINHERITS (public.p);"),
+            t("public", "child")
+        );
+        assert_eq!(
+            created_table("CREATE UNLOGGED TABLE \"S\".\"a\"\"b\" (x int);"),
+            t("S", "a\"b")
+        );
+        assert_eq!(created_table("CREATE TABLE t (x int);"), None);
+        assert_eq!(created_table("CREATE VIEW public.v AS SELECT 1;"), None);
     }
 
     #[test]

@@ -3,14 +3,10 @@
 //! Statements run one at a time, so a failure points at the statement (and, with the server's
 //! error position, the character) that failed, and so `-- dbkeeper:no-transaction` files can hold
 //! several `CREATE INDEX CONCURRENTLY` statements: PostgreSQL runs a multi-statement query string
-//! as one implicit transaction, which CONCURRENTLY refuses. The splitter follows psql's lexer rules
-//! (quotes, `E''` escapes, dollar quotes, nested comments, parentheses, `BEGIN ATOMIC` bodies).
-//! It is pure: it touches no database.
+//! as one implicit transaction, which CONCURRENTLY refuses. The splitting is the one pg_dump
+//! scripts use too ([`lexer::split`], psql's rules). It is pure: it touches no database.
 
-use crate::postgres::lexer::{
-    block_comment_end, dollar_quote_end, is_ident_byte, is_ident_start, line_end,
-    opens_escape_string, quoted_end,
-};
+use crate::postgres::lexer;
 
 /// The first-line directive that runs a migration outside a transaction.
 pub const NO_TRANSACTION_DIRECTIVE: &str = "-- dbkeeper:no-transaction";
@@ -32,81 +28,18 @@ pub struct Statement<'a> {
 /// Splits `sql` into statements. Comments and blank space between statements are dropped; a
 /// final statement without `;` is kept.
 pub fn split_statements(sql: &str) -> Vec<Statement<'_>> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut paren_depth = 0usize;
-    let mut begin_depth = 0usize;
-    let mut leading_words: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            i = line_end(b, i);
-            continue;
-        }
-        if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = block_comment_end(b, i);
-            continue;
-        }
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let stmt_start = *start.get_or_insert(i);
-        match c {
-            b'\'' => {
-                i = quoted_end(b, i, b'\'', opens_escape_string(b, i));
-            }
-            b'"' => i = quoted_end(b, i, b'"', false),
-            b'$' => i = dollar_quote_end(sql, i).unwrap_or(i + 1),
-            b'(' => {
-                paren_depth += 1;
-                i += 1;
-            }
-            b')' => {
-                paren_depth = paren_depth.saturating_sub(1);
-                i += 1;
-            }
-            b';' => {
-                i += 1;
-                if paren_depth == 0 && begin_depth == 0 {
-                    out.push(Statement {
-                        text: &sql[stmt_start..i],
-                        offset: stmt_start,
-                    });
-                    start = None;
-                    leading_words.clear();
-                }
-            }
-            c if is_ident_start(c) => {
-                let end = ident_end(b, i);
-                let word = sql[i..end].to_ascii_uppercase();
-                // psql's heuristic: inside CREATE [OR REPLACE] FUNCTION|PROCEDURE, a SQL-standard
-                // body `BEGIN ATOMIC ... END` holds semicolons that do not end the statement.
-                if is_routine_definition(&leading_words) && paren_depth == 0 {
-                    match word.as_str() {
-                        "BEGIN" => begin_depth += 1,
-                        "CASE" if begin_depth > 0 => begin_depth += 1,
-                        "END" if begin_depth > 0 => begin_depth -= 1,
-                        _ => {}
-                    }
-                }
-                if leading_words.len() < 4 {
-                    leading_words.push(word);
-                }
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    if let Some(s) = start {
-        out.push(Statement {
-            text: sql[s..].trim_end(),
-            offset: s,
-        });
-    }
-    out
+    lexer::split(sql)
+        .into_iter()
+        .filter(|p| p.body < p.end)
+        .map(|p| Statement {
+            text: if p.end == sql.len() {
+                sql[p.body..].trim_end()
+            } else {
+                &sql[p.body..p.end]
+            },
+            offset: p.body,
+        })
+        .collect()
 }
 
 /// A statement that controls the transaction itself (`BEGIN`, `COMMIT`, `ROLLBACK`, ...). Inside
@@ -169,22 +102,6 @@ pub fn render_location(origin: &str, script: &str, offset: usize, exact: bool) -
         excerpt.push_str(&format!("\n{} | {pad}^", " ".repeat(number.len())));
     }
     (header, excerpt)
-}
-
-fn ident_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && is_ident_byte(b[i]) {
-        i += 1;
-    }
-    i
-}
-
-fn is_routine_definition(words: &[String]) -> bool {
-    let w: Vec<&str> = words.iter().map(String::as_str).collect();
-    matches!(
-        w.as_slice(),
-        ["CREATE", "FUNCTION" | "PROCEDURE", ..]
-            | ["CREATE", "OR", "REPLACE", "FUNCTION" | "PROCEDURE", ..]
-    )
 }
 
 #[cfg(test)]
