@@ -340,6 +340,9 @@ async fn verify_names_every_kind_of_object_dropped_or_changed() {
         ("DROP STATISTICS fx.accounts_stats", "statistics object fx.accounts_stats"),
         ("DROP PUBLICATION fixture_pub", "publication fixture_pub"),
         ("DROP TEXT SEARCH CONFIGURATION fx.config", "text search configuration fx.config"),
+        // Unused once the configuration is gone.
+        ("DROP TEXT SEARCH PARSER fx.parser", "text search parser fx.parser"),
+        ("ALTER TABLE fx.accounts ALTER COLUMN body SET STORAGE EXTENDED", "settings of column body of table fx.accounts"),
         ("ALTER TEXT SEARCH DICTIONARY fx.dict (stopwords = 'french')", "text search dictionary fx.dict"),
         ("COMMENT ON TABLE fx.invoices IS 'changed'", "comment on table fx.invoices"),
         ("COMMENT ON TABLE fx.accounts IS NULL", "comment on table fx.accounts"),

@@ -467,6 +467,20 @@ mod tests {
     }
 
     #[test]
+    fn archives_without_a_version_hold_the_first_object_list() {
+        let old: SchemaFingerprint = serde_json::from_str(
+            r#"{"fingerprint": "sha256:00", "objects": {"table public.a": "01"}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.version, 1);
+        assert!(old.column_orders.is_empty());
+        let new = description(&[("table public.a", "column id integer")]).fingerprint();
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["version"], VERSION);
+        assert!(json.get("column_orders").is_none(), "omitted when empty");
+    }
+
+    #[test]
     fn column_lines_are_put_in_the_archived_order() {
         let text = "kind r\ncolumn a integer\ncolumn \"B c\" text not null\ncolumn z date";
         let order: Vec<String> = ["z", "a", "B c"].iter().map(|s| s.to_string()).collect();
