@@ -342,6 +342,8 @@ async fn verify_names_every_kind_of_object_dropped_or_changed() {
         ("DROP TEXT SEARCH CONFIGURATION fx.config", "text search configuration fx.config"),
         // Unused once the configuration is gone.
         ("DROP TEXT SEARCH PARSER fx.parser", "text search parser fx.parser"),
+        ("GRANT CREATE ON SCHEMA public TO dbk_fixture_reader", "privileges on schema public"),
+        ("COMMENT ON SCHEMA public IS 'changed'", "comment on schema public"),
         ("ALTER TABLE fx.accounts ALTER COLUMN body SET STORAGE EXTENDED", "settings of column body of table fx.accounts"),
         ("ALTER TEXT SEARCH DICTIONARY fx.dict (stopwords = 'french')", "text search dictionary fx.dict"),
         ("COMMENT ON TABLE fx.invoices IS 'changed'", "comment on table fx.invoices"),

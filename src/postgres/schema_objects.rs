@@ -19,6 +19,10 @@ pub const PRIVILEGE_PREFIXES: [&str; 2] = ["privileges on ", "default privileges
 /// Objects created by users (initdb's objects have smaller OIDs).
 const FIRST_USER_OID: u32 = 16384;
 
+/// The one object initdb makes that users commonly change and pg_dump then dumps (its owner,
+/// privileges and comment): the `public` schema.
+const PUBLIC_SCHEMA_OID: u32 = 2200;
+
 /// Not created by an extension's script (the extension recreates those).
 fn not_extension_member(classid: &str, objid: &str) -> String {
     format!(
@@ -34,9 +38,11 @@ fn catalog(name: &str) -> String {
 /// `(key, definition)` of every user object in catalog `name` (aliased `x`).
 fn objects_of(name: &str, key_prefix: &str, definition: &str, filter: &str) -> String {
     let class = catalog(name);
+    let namespace = catalog("pg_namespace");
     format!(
         "SELECT {key_prefix}pg_catalog.pg_describe_object({class}, x.oid, 0), {definition} \
-         FROM pg_catalog.{name} x WHERE x.oid >= {FIRST_USER_OID} AND {} AND ({filter})",
+         FROM pg_catalog.{name} x WHERE (x.oid >= {FIRST_USER_OID} OR {class} = {namespace} \
+         AND x.oid = {PUBLIC_SCHEMA_OID}) AND {} AND ({filter})",
         not_extension_member(&class, "x.oid")
     )
 }
@@ -396,7 +402,8 @@ pub fn queries(user_namespace: &str) -> Vec<(&'static str, String)> {
                 "SELECT 'comment on ' || pg_catalog.pg_describe_object(d.classoid, d.objoid, d.objsubid),
                         d.description
                  FROM pg_catalog.pg_description d
-                 WHERE d.objoid >= {FIRST_USER_OID}
+                 WHERE (d.objoid >= {FIRST_USER_OID} OR d.objoid = {PUBLIC_SCHEMA_OID}
+                        AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass)
                    AND d.classoid <> 'pg_catalog.pg_largeobject'::pg_catalog.regclass
                    AND {}
                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
