@@ -6,6 +6,7 @@ pub use connect::PgTarget;
 pub mod dump;
 pub mod fingerprint;
 pub mod inspect;
+pub mod large_objects;
 mod lexer;
 pub mod migrate;
 pub mod restore;
