@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{dbkeeper, PgTestDb};
+use dbkeeper::archive::reader::VerifiedArchive;
+use dbkeeper::postgres::large_objects::{compare, CompareOptions};
+use dbkeeper::postgres::restore::archive_meta;
+use dbkeeper::verify::TargetCheck;
+use dbkeeper::Engine;
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -295,16 +300,20 @@ async fn verify_names_each_missing_changed_or_extra_large_object() {
         .assert()
         .success();
 
+    let role = Role::create(&common::pg_server_url()).await;
+    let r = &role.0;
     target
         .client()
         .await
-        .batch_execute(
+        .batch_execute(&format!(
             "SELECT lo_unlink(9200001);
              SELECT lo_put(9200002, 0, 'SAME');
              SELECT lo_put(9200003, 5, '!');
              COMMENT ON LARGE OBJECT 9200004 IS 'after';
-             SELECT lo_from_bytea(9200005, 'extra');",
-        )
+             SELECT lo_from_bytea(9200005, 'extra');
+             ALTER LARGE OBJECT 9200002 OWNER TO \"{r}\";
+             GRANT SELECT ON LARGE OBJECT 9200004 TO \"{r}\";"
+        ))
         .await
         .unwrap();
     let verify = |deep: bool| {
@@ -334,7 +343,7 @@ async fn verify_names_each_missing_changed_or_extra_large_object() {
             "large object 9200004 has a different comment",
             "large object 9200005 is not in the archive",
         ],
-        "a same-size change is for --deep"
+        "a same-size change is for --deep; owners and grants only count where restored"
     );
     let deep = verify(true);
     assert!(
@@ -342,4 +351,39 @@ async fn verify_names_each_missing_changed_or_extra_large_object() {
         "{deep:?}"
     );
     assert_eq!(deep.len(), counts.len() + 1, "{deep:?}");
+
+    // After `restore --keep-owner --keep-privileges`, V2 compares owners and ACLs too.
+    let opened = VerifiedArchive::open(&archive).unwrap();
+    let (_, meta) = archive_meta(&opened).unwrap().unwrap();
+    let mut check = TargetCheck::new(Engine::Postgres, target.name.clone(), false);
+    let options = CompareOptions {
+        deep: false,
+        owners: true,
+        privileges: true,
+    };
+    compare(
+        &mut check,
+        meta.large_objects.as_ref(),
+        &target.client().await,
+        options,
+    )
+    .await
+    .unwrap();
+    let messages: Vec<&str> = check
+        .mismatches
+        .iter()
+        .map(|m| m.message.as_str())
+        .collect();
+    assert!(
+        messages.contains(
+            &format!("large object 9200002 is owned by {r}, in the archive by postgres").as_str()
+        ),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"large object 9200004 has different privileges"),
+        "{messages:?}"
+    );
+    assert_eq!(messages.len(), counts.len() + 2, "{messages:?}");
+    drop(target);
 }
