@@ -369,6 +369,13 @@ async fn verify_names_each_missing_changed_or_extra_large_object() {
     )
     .await
     .unwrap();
+    let me: String = target
+        .client()
+        .await
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     let messages: Vec<&str> = check
         .mismatches
         .iter()
@@ -376,7 +383,7 @@ async fn verify_names_each_missing_changed_or_extra_large_object() {
         .collect();
     assert!(
         messages.contains(
-            &format!("large object 9200002 is owned by {r}, in the archive by postgres").as_str()
+            &format!("large object 9200002 is owned by {r}, in the archive by {me}").as_str()
         ),
         "{messages:?}"
     );
