@@ -94,7 +94,7 @@ fn write(tables: &[Table], chunk_bytes: usize) -> Vec<u8> {
 /// A record as it sits in a chunk: COPY lines end in `\n`, BSON documents are whole.
 fn framed(format: RecordFormat, record: &[u8]) -> Vec<u8> {
     match format {
-        RecordFormat::CopyText => [record, b"\n"].concat(),
+        RecordFormat::CopyText | RecordFormat::LargeObject => [record, b"\n"].concat(),
         RecordFormat::Bson => record.to_vec(),
     }
 }

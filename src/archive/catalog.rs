@@ -114,7 +114,7 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
             summary.engines = manifest.sources.iter().map(|s| s.engine).collect();
             summary.sources = manifest.sources.iter().map(source_label).collect();
             summary.datasets = manifest.datasets.len();
-            for d in &manifest.datasets {
+            for d in manifest.datasets.iter().filter(|d| d.is_table()) {
                 *summary
                     .rows
                     .entry(d.engine.as_str().to_string())

@@ -31,6 +31,10 @@ pub enum RecordFormat {
     /// Concatenated raw BSON documents, each starting with its little-endian i32 length
     /// (mongodump's `.bson` layout).
     Bson,
+    /// PostgreSQL large-object data: each record is one line `oid<TAB>offset<TAB>hex bytes\n`,
+    /// one bounded piece of one large object. Framed like COPY text; not a table's rows, so
+    /// restore writes it with `lo_put`, never COPY.
+    LargeObject,
 }
 
 impl RecordFormat {
@@ -39,6 +43,7 @@ impl RecordFormat {
         match self {
             RecordFormat::CopyText => "copy",
             RecordFormat::Bson => "bson",
+            RecordFormat::LargeObject => "lo",
         }
     }
 
@@ -48,7 +53,7 @@ impl RecordFormat {
     pub fn for_each_record(self, data: &[u8], mut f: impl FnMut(&[u8])) -> Result<u64, String> {
         let mut count = 0u64;
         match self {
-            RecordFormat::CopyText => {
+            RecordFormat::CopyText | RecordFormat::LargeObject => {
                 let mut start = 0;
                 for end in memchr::memchr_iter(b'\n', data) {
                     f(&data[start..end]);
@@ -114,7 +119,7 @@ impl ChunkBuilder {
             self.data.reserve(self.target_bytes + self.target_bytes / 8);
         }
         match self.format {
-            RecordFormat::CopyText => {
+            RecordFormat::CopyText | RecordFormat::LargeObject => {
                 debug_assert!(record.ends_with(b"\n"));
                 self.digest.add(&record[..record.len().saturating_sub(1)]);
             }

@@ -102,6 +102,11 @@ impl Manifest {
         self.datasets.iter().filter(move |d| d.engine == engine)
     }
 
+    /// The engine's tables or collections: its datasets without large-object data.
+    pub fn tables_of(&self, engine: Engine) -> impl Iterator<Item = &Dataset> {
+        self.datasets_of(engine).filter(|d| d.is_table())
+    }
+
     pub fn member(&self, name: &str) -> Option<&MemberEntry> {
         self.members.iter().find(|m| m.name == name)
     }
@@ -140,6 +145,13 @@ impl Dataset {
     /// `namespace.name`, for messages (not quoted: never use it to build SQL).
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// Whether the dataset holds a table's rows or a collection's documents; the other kind is
+    /// PostgreSQL large-object data ([`RecordFormat::LargeObject`]), which is restored and
+    /// verified object by object, not as a table.
+    pub fn is_table(&self) -> bool {
+        self.format != RecordFormat::LargeObject
     }
 }
 

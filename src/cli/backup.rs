@@ -21,7 +21,7 @@ use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::dump::{self as mongo_dump, DumpSummary};
 use dbkeeper::mongo::MongoTarget;
-use dbkeeper::postgres::dump::{DumpOptions, PgDump, ENGINE_KEY};
+use dbkeeper::postgres::dump::{DumpOptions, PgArchiveMeta, PgDump, ENGINE_KEY};
 use dbkeeper::postgres::PgTarget;
 use dbkeeper::progress;
 use dbkeeper::{Engine, ExitCode};
@@ -53,6 +53,8 @@ struct PgSummary {
     /// Uncompressed COPY text bytes.
     raw_bytes: u64,
     chunks: usize,
+    /// Large objects (their data chunks are not counted in `chunks`).
+    large_objects: usize,
     server_version: String,
     snapshot: Option<String>,
 }
@@ -265,13 +267,14 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         bytes,
         seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         postgres: manifest.source(Engine::Postgres).map(|source| {
-            let datasets: Vec<_> = manifest.datasets_of(Engine::Postgres).collect();
+            let datasets: Vec<_> = manifest.tables_of(Engine::Postgres).collect();
             PgSummary {
                 database: source.database.clone(),
                 tables: datasets.len(),
                 rows: datasets.iter().map(|d| d.rows).sum(),
                 raw_bytes: datasets.iter().map(|d| d.raw_bytes).sum(),
                 chunks: datasets.iter().map(|d| d.chunks.len()).sum(),
+                large_objects: large_object_count(&manifest),
                 server_version: source.server_version.clone(),
                 snapshot: source.snapshot.clone(),
             }
@@ -282,17 +285,31 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
     Ok(report)
 }
 
+/// How many large objects the manifest lists.
+fn large_object_count(manifest: &Manifest) -> usize {
+    manifest
+        .engines
+        .get(ENGINE_KEY)
+        .and_then(|meta| serde_json::from_value::<PgArchiveMeta>(meta.clone()).ok())
+        .and_then(|meta| meta.large_objects)
+        .map_or(0, |l| l.objects.len())
+}
+
 /// One line for cron logs: what was dumped, where, how big, how long.
 fn summary_line(report: &BackupReport) -> String {
     let mut parts = Vec::new();
     if let Some(pg) = &report.postgres {
-        parts.push(format!(
+        let mut part = format!(
             "PostgreSQL {}: {} tables, {} rows ({} raw)",
             pg.database,
             pg.tables,
             pg.rows,
             human_bytes(pg.raw_bytes)
-        ));
+        );
+        if pg.large_objects > 0 {
+            part.push_str(&format!(", {} large objects", pg.large_objects));
+        }
+        parts.push(part);
     }
     if let Some(m) = &report.mongo {
         parts.push(format!(

@@ -153,6 +153,8 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             jobs,
             deep: args.deep,
             renames,
+            keep_owner: args.keep_owner,
+            keep_privileges: args.keep_privileges,
         };
         for check in
             targets::verify_targets(&archive, pg.as_ref(), mongo.as_ref(), &options).await?

@@ -38,6 +38,10 @@ pub struct TargetOptions {
     pub deep: bool,
     /// Collection renames the restore applied.
     pub renames: Vec<Rename>,
+    /// The restore applied owners / privileges (`--keep-owner` / `--keep-privileges`), so V2
+    /// compares them where it can (PostgreSQL large objects).
+    pub keep_owner: bool,
+    pub keep_privileges: bool,
 }
 
 /// V2 on the given targets, PostgreSQL first.
@@ -52,6 +56,8 @@ pub async fn verify_targets(
         let pg_options = pg_verify::VerifyOptions {
             jobs: options.jobs,
             deep: options.deep,
+            owners: options.keep_owner,
+            privileges: options.keep_privileges,
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }

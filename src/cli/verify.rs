@@ -76,6 +76,8 @@ pub async fn run(
             jobs,
             deep: args.deep,
             renames: Vec::new(),
+            keep_owner: false,
+            keep_privileges: false,
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);

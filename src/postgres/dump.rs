@@ -3,12 +3,14 @@
 //! 1. [`PgDump::begin`]: a leader connection opens a REPEATABLE READ, READ ONLY transaction,
 //!    exports its snapshot, locks the dumped tables in ACCESS SHARE mode (so a concurrent DROP
 //!    or TRUNCATE cannot empty them under us, as pg_dump does), and collects what the archive
-//!    header needs. It refuses early: pg_dump missing or older than the server, large objects.
-//! 2. [`PgDump::run`]: `pg_dump --schema-only --snapshot` writes pre-data and post-data; `jobs`
-//!    workers import the same snapshot and stream `COPY ... TO STDOUT` (text) per table — big
-//!    tables split into ctid ranges so workers share them — into row-aligned chunks, compressed
-//!    on blocking threads and sent to the archive writer. Rows committed by others after the
-//!    snapshot are invisible to every part, so the archive is one point in time.
+//!    header needs. It refuses early: pg_dump missing or older than the server.
+//! 2. [`PgDump::run`]: `pg_dump --snapshot` writes pre-data (with large objects' metadata) and
+//!    post-data; `jobs` workers import the same snapshot and stream `COPY ... TO STDOUT` (text)
+//!    per table — big tables split into ctid ranges so workers share them — into row-aligned
+//!    chunks, compressed on blocking threads and sent to the archive writer; one more connection
+//!    in the snapshot reads large objects' data ([`crate::postgres::large_objects`]). Rows
+//!    committed by others after the snapshot are invisible to every part, so the archive is one
+//!    point in time.
 //!
 //! Ownership and privileges are kept in the schema members exactly as pg_dump wrote them;
 //! restore decides whether to apply them.
@@ -30,6 +32,7 @@ use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::server_version;
 use crate::postgres::fingerprint::{self, IndexDef, SchemaFingerprint};
 use crate::postgres::inspect::{self, db_error, MatView, SequenceValue, TableInfo};
+use crate::postgres::large_objects::{self, LargeObjectsMeta};
 use crate::postgres::tools::{self, PgTool, Section};
 use crate::postgres::PgTarget;
 
@@ -79,6 +82,10 @@ pub struct PgArchiveMeta {
     /// The schema fingerprint at the snapshot (see [`crate::postgres::fingerprint`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaFingerprint>,
+    /// Every large object (absent when there are none; archives written before large objects
+    /// were backed up never had any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<LargeObjectsMeta>,
 }
 
 /// The PostgreSQL part of a dataset's `extra`.
@@ -99,6 +106,8 @@ pub struct PgDump {
     excluded: Vec<String>,
     encoding: String,
     split_tables: bool,
+    /// Whether the database has large objects to dump.
+    has_large_objects: bool,
     options: DumpOptions,
 }
 
@@ -129,15 +138,7 @@ impl PgDump {
             .map_err(|e| db_error("exporting the snapshot", &e))?
             .get(0);
 
-        let large_objects = inspect::large_object_count(&leader).await?;
-        if large_objects > 0 {
-            return Err(Error::Refused(format!(
-                "database {} has {large_objects} large object(s) (pg_largeobject); dbkeeper does \
-                 not back up large objects. Move them into bytea columns, or back this database up \
-                 with pg_dump",
-                target.describe()
-            )));
-        }
+        let has_large_objects = inspect::large_object_count(&leader).await? > 0;
         let (tables, excluded): (Vec<_>, Vec<_>) = inspect::list_tables(&leader)
             .await?
             .into_iter()
@@ -166,6 +167,7 @@ impl PgDump {
             tables,
             encoding,
             split_tables: major >= TID_RANGE_SCAN_MAJOR,
+            has_large_objects,
             options,
         })
     }
@@ -217,7 +219,25 @@ impl PgDump {
             self.split_tables,
             &sender,
         );
-        let (post, results) = tokio::try_join!(schema, data)?;
+        let (target, snapshot, options) = (&self.target, &self.snapshot, &self.options);
+        let has_large_objects = self.has_large_objects;
+        let blobs = async {
+            if !has_large_objects {
+                return Ok(None);
+            }
+            let client = snapshot_connection(target, snapshot).await?;
+            let dumped = large_objects::dump(
+                &client,
+                tables.len(),
+                options.compression_level,
+                options.chunk_bytes,
+                &sender,
+            )
+            .await?;
+            end_snapshot_connection(&client).await?;
+            Ok::<_, Error>(Some(dumped))
+        };
+        let (post, results, blobs) = tokio::try_join!(schema, data, blobs)?;
         sender.send(Member::new(POST_DATA_MEMBER, post)).await?;
 
         let sequences = inspect::sequence_values(&self.leader).await?;
@@ -233,11 +253,13 @@ impl PgDump {
             .await
             .map_err(|e| db_error("ending the snapshot transaction", &e))?;
 
-        let datasets = tables
+        let mut datasets: Vec<Dataset> = tables
             .iter()
             .zip(results)
             .map(|(table, acc)| acc.into_dataset(table))
             .collect();
+        let (blob_data, large_objects) = blobs.unzip();
+        datasets.extend(blob_data);
         Ok(PgDumpOutput {
             datasets,
             meta: PgArchiveMeta {
@@ -250,6 +272,7 @@ impl PgDump {
                 excluded_tables: self.excluded,
                 schema: Some(schema.fingerprint()),
                 indexes: Some(schema.indexes),
+                large_objects,
             },
         })
     }
@@ -434,7 +457,8 @@ async fn copy_all_tables(
     Ok(job.results.into_inner().expect("no worker panicked"))
 }
 
-async fn copy_worker(target: &PgTarget, snapshot: &str, job: &CopyJob) -> Result<()> {
+/// A new connection inside the leader's exported snapshot (REPEATABLE READ, READ ONLY).
+async fn snapshot_connection(target: &PgTarget, snapshot: &str) -> Result<Client> {
     let client = target.connect().await?;
     client
         .batch_execute(&format!(
@@ -445,17 +469,25 @@ async fn copy_worker(target: &PgTarget, snapshot: &str, job: &CopyJob) -> Result
             snapshot.replace('\'', "''")
         ))
         .await
-        .map_err(|e| db_error("importing the snapshot in a COPY worker", &e))?;
+        .map_err(|e| db_error("importing the snapshot in a dump worker", &e))?;
+    Ok(client)
+}
+
+async fn end_snapshot_connection(client: &Client) -> Result<()> {
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| db_error("ending a dump worker's transaction", &e))
+}
+
+async fn copy_worker(target: &PgTarget, snapshot: &str, job: &CopyJob) -> Result<()> {
+    let client = snapshot_connection(target, snapshot).await?;
     loop {
         let part = job.queue.lock().unwrap().pop_front();
         let Some(part) = part else { break };
         copy_part(&client, job, part).await?;
     }
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| db_error("ending a COPY worker's transaction", &e))?;
-    Ok(())
+    end_snapshot_connection(&client).await
 }
 
 fn copy_statement(table: &TableInfo, pages: Option<(i64, Option<i64>)>) -> String {

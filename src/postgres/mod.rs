@@ -7,6 +7,7 @@ mod column_order;
 pub mod dump;
 pub mod fingerprint;
 pub mod inspect;
+pub mod large_objects;
 mod lexer;
 pub mod migrate;
 pub mod restore;

@@ -15,6 +15,10 @@
 //!    triggers, policies and the rest in script order;
 //! 6. sequences (`setval`), then `REFRESH MATERIALIZED VIEW` for views that held data.
 //!
+//! Large objects are created (same OIDs, owners, comments, grants) by pre-data, as pg_dump
+//! writes them; their data is written with `lo_put` on one more connection alongside step 4
+//! ([`crate::postgres::large_objects::restore`]).
+//!
 //! Proving the result (V2: counts, sequences, indexes, schema, content) is
 //! [`crate::postgres::verify`], which the caller runs afterwards, the same check `verify` runs.
 
@@ -34,6 +38,7 @@ use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::describe_error;
 use crate::postgres::dump::{PgArchiveMeta, PgDatasetExtra, ENGINE_KEY};
 use crate::postgres::inspect::{self, db_error, quote_ident, quote_qualified};
+use crate::postgres::large_objects;
 use crate::postgres::tools::{self, PgTool};
 use crate::postgres::PgTarget;
 use crate::postgres::{column_order, script};
@@ -73,6 +78,8 @@ pub struct RestoreReport {
     pub chunks: usize,
     pub sequences: usize,
     pub materialized_views: usize,
+    /// Large objects restored (created by pre-data, then their data written).
+    pub large_objects: usize,
     pub skipped_owner_statements: usize,
     pub skipped_privilege_statements: usize,
     pub seconds: RestoreTimings,
@@ -387,20 +394,34 @@ async fn restore_into(
         .datasets
         .iter()
         .enumerate()
-        .filter(|(_, d)| d.engine == Engine::Postgres)
+        .filter(|(_, d)| d.engine == Engine::Postgres && d.is_table())
         .map(|(i, _)| i)
         .collect();
     let post = PostData::read(archive, &meta.post_data_member, options).await?;
     let plan = post.plan();
-    let (chunks, retry) = load_and_build(
+    let load = load_and_build(
         archive,
         target,
         &datasets,
         options.jobs,
         &plan,
         &post.member,
-    )
-    .await?;
+    );
+    let blobs = async {
+        if meta.large_objects.is_none() {
+            return Ok(());
+        }
+        let client = target.connect().await?;
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|e| db_error("preparing the large-object writer", &e))?;
+        large_objects::restore(archive, &client)
+            .await
+            .map_err(|e| partial_restore(target, e))?;
+        Ok(())
+    };
+    let ((chunks, retry), ()) = tokio::try_join!(load, blobs)?;
     timings.data = lap(&mut clock);
 
     crate::faultpoint::pause("post-data");
@@ -428,6 +449,7 @@ async fn restore_into(
         chunks,
         sequences: meta.sequences.len(),
         materialized_views: meta.materialized_views.len(),
+        large_objects: meta.large_objects.as_ref().map_or(0, |l| l.objects.len()),
         skipped_owner_statements: pre.skipped_owner + post.filtered.skipped_owner,
         skipped_privilege_statements: pre.skipped_privileges + post.filtered.skipped_privileges,
         seconds: timings,

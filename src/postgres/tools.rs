@@ -174,11 +174,22 @@ impl Section {
             Section::PostData => "--section=post-data",
         }
     }
+
+    /// The pg_dump arguments selecting the section. Pre-data goes without `--schema-only`:
+    /// that flag also drops large objects, whose metadata (`lo_create`, owner, comment, grants)
+    /// pg_dump writes in pre-data; the section alone already leaves every row out. Post-data
+    /// keeps it, or it would gain `REFRESH MATERIALIZED VIEW` (restore refreshes those itself).
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Section::PreData => &["--section=pre-data"],
+            Section::PostData => &["--schema-only", "--section=post-data"],
+        }
+    }
 }
 
-/// `pg_dump --schema-only` of one section at an exported snapshot. Owners and privileges are
-/// kept (restore skips them by default); the script is returned whole, and a non-zero exit is
-/// an error carrying pg_dump's own message.
+/// The schema of one section (pre-data with large objects' metadata) at an exported snapshot.
+/// Owners and privileges are kept (restore skips them by default); the script is returned
+/// whole, and a non-zero exit is an error carrying pg_dump's own message.
 pub async fn pg_dump_schema(
     tool: &PgTool,
     target: &PgTarget,
@@ -186,12 +197,8 @@ pub async fn pg_dump_schema(
     section: Section,
 ) -> Result<Vec<u8>> {
     let mut cmd = command_for(tool, target);
-    cmd.args([
-        "--schema-only",
-        section.flag(),
-        "--no-password",
-        &format!("--snapshot={snapshot}"),
-    ]);
+    cmd.args(section.args());
+    cmd.args(["--no-password", &format!("--snapshot={snapshot}")]);
     let output = cmd.output().await.map_err(|e| Error::Tool {
         program: tool.path.display().to_string(),
         message: format!("cannot run: {e}"),

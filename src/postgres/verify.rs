@@ -8,7 +8,9 @@
 //! - sequences: `last_value` and `is_called` as recorded;
 //! - indexes: every index definition (`pg_get_indexdef`) as recorded, by name;
 //! - schema: the fingerprint of [`crate::postgres::fingerprint`], naming each object that is
-//!   missing, unexpected or different.
+//!   missing, unexpected or different;
+//! - large objects: their number, each one's presence, size and comment, its owner and ACL when
+//!   those were restored, and with `deep` its SHA-256 ([`crate::postgres::large_objects`]).
 //!
 //! Tables are checked on `jobs` connections, biggest first. A table that cannot be read (it is
 //! gone, a column was dropped) is a mismatch, not an error: the report goes on.
@@ -29,6 +31,7 @@ use crate::postgres::connect::describe_error;
 use crate::postgres::dump::{PgArchiveMeta, PgDatasetExtra};
 use crate::postgres::fingerprint::{self, IndexDef, SchemaDescription, SchemaFingerprint};
 use crate::postgres::inspect::{self, db_error, quote_qualified};
+use crate::postgres::large_objects;
 use crate::postgres::restore::{archive_meta, restore_kept, unfinished_restore};
 use crate::postgres::schema_objects;
 use crate::postgres::PgTarget;
@@ -41,6 +44,11 @@ pub struct VerifyOptions {
     pub jobs: usize,
     /// Compare content digests (reads every row).
     pub deep: bool,
+    /// Owners were restored (`restore --keep-owner`): compare large objects' owners.
+    pub owners: bool,
+    /// Privileges were restored too (`--keep-owner --keep-privileges`): compare large objects'
+    /// ACLs.
+    pub privileges: bool,
 }
 
 /// Compares `target` with the archive's PostgreSQL part. Errors only when the target cannot be
@@ -82,7 +90,7 @@ pub async fn verify_target(
         None => check.checked(),
     }
 
-    let datasets: Vec<&Dataset> = archive.manifest().datasets_of(Engine::Postgres).collect();
+    let datasets: Vec<&Dataset> = archive.manifest().tables_of(Engine::Postgres).collect();
     check.objects = datasets.len();
     let present: HashSet<(String, String)> = inspect::list_tables(&catalog)
         .await?
@@ -112,6 +120,12 @@ pub async fn verify_target(
     compare_indexes(&mut check, &meta, &catalog).await?;
     compare_matviews(&mut check, &meta, &catalog).await?;
     compare_schema(&mut check, &meta, &catalog).await?;
+    let blobs = large_objects::CompareOptions {
+        deep: options.deep,
+        owners: options.owners,
+        privileges: options.owners && options.privileges,
+    };
+    large_objects::compare(&mut check, meta.large_objects.as_ref(), &catalog, blobs).await?;
     check.sort();
     check.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     Ok(check)
