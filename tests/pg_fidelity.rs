@@ -296,8 +296,26 @@ async fn inherited_column_order_is_restored_or_explained() {
         report["postgres"]["verify"]["mismatches"],
         Value::Array(vec![])
     );
+    assert!(
+        report["postgres"]["verify"].get("warnings").is_none(),
+        "{report}"
+    );
     assert_eq!(schema_of(&source.url), schema_of(&url));
+    // Rows as text list columns in table order: equal rows mean the same order.
     assert_eq!(contents_of(&source.url).await, contents_of(&url).await);
+    let order: Vec<String> = pg_connect(&url)
+        .await
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'public.child'::regclass
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(order, ["id", "name", "note", "added"]);
 
     // A role that may create databases but is no superuser.
     let role = unique_name("dbk_restorer");

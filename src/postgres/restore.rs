@@ -659,7 +659,10 @@ async fn run_schema(
 ) -> Result<script::Filtered> {
     let text = schema_text(archive, member).await?;
     let filtered = script::filter(&text, options.keep_owner, options.keep_privileges);
-    let (sql, _) = column_order::restore_order(&filtered.sql, column_orders);
+    let (sql, reordered) = column_order::restore_order(&filtered.sql, column_orders);
+    if reordered > 0 {
+        tracing::info!("putting back the column order of {reordered} inheriting table(s)");
+    }
     tools::psql_run(
         psql,
         target,

@@ -166,16 +166,12 @@ pub fn queries(user_namespace: &str) -> Vec<(&'static str, String)> {
             objects_of(
                 "pg_ts_config",
                 "",
-                "concat_ws(E'\\n', 'parser ' || x.cfgparser::pg_catalog.regprocedure::text,
+                "concat_ws(E'\\n', pg_catalog.pg_describe_object(
+                     'pg_catalog.pg_ts_parser'::pg_catalog.regclass, x.cfgparser, 0),
                    (SELECT pg_catalog.string_agg(m.maptokentype || ' ' || m.mapseqno || ' ' ||
                              m.mapdict::pg_catalog.regdictionary, E'\\n' ORDER BY m.maptokentype, m.mapseqno)
                     FROM pg_catalog.pg_ts_config_map m WHERE m.mapcfg = x.oid))",
                 "true",
-            )
-            // cfgparser is an OID of pg_ts_parser, named through its own query below.
-            .replace(
-                "x.cfgparser::pg_catalog.regprocedure::text",
-                "pg_catalog.pg_describe_object('pg_catalog.pg_ts_parser'::pg_catalog.regclass, x.cfgparser, 0)",
             ),
         ),
         (
