@@ -201,8 +201,8 @@ async fn large_objects_round_trip_with_oids_bytes_owners_grants_and_comments() {
         "peak RSS of backup with a {BIG_SIZE}-byte large object: {} MiB",
         peak_kib / 1024
     );
-    // Reading the object whole would hold it and its hex text at once (192 MiB and more); the
-    // design's bound for a backup at default jobs is 100 MiB (measured: about 60 MiB).
+    // Reading the object whole would hold it, its chunk and the compressed chunk at once (about
+    // 192 MiB); the design's bound for a backup at default jobs is 100 MiB (measured: 60-70).
     assert!(
         peak_kib < 100 * 1024,
         "backup peaked at {} MiB: memory grows with the object's size",
