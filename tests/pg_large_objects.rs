@@ -294,8 +294,28 @@ async fn verify_names_each_missing_changed_or_extra_large_object() {
         ));
     let archive = only_archive(&out);
     let target = PgTestDb::create().await;
+    // A database holding a large object is not empty: its OIDs could collide.
+    target
+        .client()
+        .await
+        .batch_execute("SELECT lo_from_bytea(9200001, 'stray')")
+        .await
+        .unwrap();
     dbkeeper(dir.path())
-        .args(["--pg-url", &target.url, "restore", "--deep"])
+        .args(["--pg-url", &target.url, "restore"])
+        .arg(&archive)
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("1 large objects"));
+    dbkeeper(dir.path())
+        .args([
+            "--pg-url",
+            &target.url,
+            "restore",
+            "--mode",
+            "replace",
+            "--deep",
+        ])
         .arg(&archive)
         .assert()
         .success();
