@@ -31,9 +31,9 @@ pub enum RecordFormat {
     /// Concatenated raw BSON documents, each starting with its little-endian i32 length
     /// (mongodump's `.bson` layout).
     Bson,
-    /// PostgreSQL large-object data: each record is one line `oid<TAB>offset<TAB>hex bytes\n`,
-    /// one bounded piece of one large object. Framed like COPY text; not a table's rows, so
-    /// restore writes it with `lo_put`, never COPY.
+    /// PostgreSQL large-object data: each record is one bounded piece of one large object, a
+    /// [`LargeObjectPiece`] header (OID, offset, length) followed by the bytes. Not a table's
+    /// rows: restore writes it with `lo_put`, never COPY.
     LargeObject,
 }
 
@@ -48,12 +48,12 @@ impl RecordFormat {
     }
 
     /// Calls `f` with every record of a complete chunk, as its digest sees it (COPY lines without
-    /// their `\n`, BSON documents whole), and returns how many there were. A trailing partial
-    /// record is an error.
+    /// their `\n`, BSON documents and large-object pieces whole), and returns how many there
+    /// were. A trailing partial record is an error.
     pub fn for_each_record(self, data: &[u8], mut f: impl FnMut(&[u8])) -> Result<u64, String> {
         let mut count = 0u64;
         match self {
-            RecordFormat::CopyText | RecordFormat::LargeObject => {
+            RecordFormat::CopyText => {
                 let mut start = 0;
                 for end in memchr::memchr_iter(b'\n', data) {
                     f(&data[start..end]);
@@ -77,8 +77,57 @@ impl RecordFormat {
                     rest = &rest[len..];
                 }
             }
+            RecordFormat::LargeObject => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let piece = LargeObjectPiece::parse(rest)
+                        .ok_or_else(|| format!("bad large-object piece at record {count}"))?;
+                    let len = piece.record_len();
+                    f(&rest[..len]);
+                    count += 1;
+                    rest = &rest[len..];
+                }
+            }
         }
         Ok(count)
+    }
+}
+
+/// One piece of a PostgreSQL large object as a [`RecordFormat::LargeObject`] record holds it:
+/// a 16-byte little-endian header (`u32` OID, `u64` offset in the object, `u32` length), then
+/// `length` bytes. Binary, so the archive stores an object's bytes once, not as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LargeObjectPiece<'a> {
+    pub oid: u32,
+    pub offset: u64,
+    pub data: &'a [u8],
+}
+
+impl<'a> LargeObjectPiece<'a> {
+    const HEADER: usize = 16;
+
+    /// Appends the record to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.oid.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        let len = u32::try_from(self.data.len()).expect("a piece is far below 4 GiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(self.data);
+    }
+
+    /// The piece at the start of `data`, if its header is complete and its bytes are there.
+    pub fn parse(data: &'a [u8]) -> Option<LargeObjectPiece<'a>> {
+        let header = data.get(..Self::HEADER)?;
+        let oid = u32::from_le_bytes(header[..4].try_into().ok()?);
+        let offset = u64::from_le_bytes(header[4..12].try_into().ok()?);
+        let len = u32::from_le_bytes(header[12..16].try_into().ok()?) as usize;
+        let data = data.get(Self::HEADER..Self::HEADER.checked_add(len)?)?;
+        Some(LargeObjectPiece { oid, offset, data })
+    }
+
+    /// The record's length, header included.
+    pub fn record_len(&self) -> usize {
+        Self::HEADER + self.data.len()
     }
 }
 
@@ -111,7 +160,7 @@ impl ChunkBuilder {
     }
 
     /// Appends one complete record. For COPY text that is one line *with* its `\n`; for BSON one
-    /// whole document. The caller guarantees completeness (a dump splits its stream on record
+    /// whole document; for large objects one whole piece. The caller guarantees completeness (a dump splits its stream on record
     /// boundaries first); the digest is computed here, over the same bytes [`decode`] will see.
     pub fn push_record(&mut self, record: &[u8]) {
         if self.data.capacity() == 0 {
@@ -119,11 +168,11 @@ impl ChunkBuilder {
             self.data.reserve(self.target_bytes + self.target_bytes / 8);
         }
         match self.format {
-            RecordFormat::CopyText | RecordFormat::LargeObject => {
+            RecordFormat::CopyText => {
                 debug_assert!(record.ends_with(b"\n"));
                 self.digest.add(&record[..record.len().saturating_sub(1)]);
             }
-            RecordFormat::Bson => self.digest.add(record),
+            RecordFormat::Bson | RecordFormat::LargeObject => self.digest.add(record),
         }
         self.data.extend_from_slice(record);
     }
@@ -294,6 +343,49 @@ mod tests {
             .is_err());
         assert!(RecordFormat::CopyText
             .for_each_record(b"a\nb", |_| {})
+            .is_err());
+    }
+
+    #[test]
+    fn large_object_pieces_frame_binary_bytes() {
+        let mut data = Vec::new();
+        let pieces = [
+            LargeObjectPiece {
+                oid: 16400,
+                offset: 0,
+                data: b"with\nnewline\tand tab",
+            },
+            LargeObjectPiece {
+                oid: 16401,
+                offset: 0,
+                data: b"",
+            },
+            LargeObjectPiece {
+                oid: 16400,
+                offset: 1 << 40,
+                data: &[0, 255],
+            },
+        ];
+        pieces.iter().for_each(|p| p.write(&mut data));
+        let mut seen = Vec::new();
+        let count = RecordFormat::LargeObject
+            .for_each_record(&data, |r| {
+                let p = LargeObjectPiece::parse(r).unwrap();
+                assert_eq!(p.record_len(), r.len());
+                seen.push((p.oid, p.offset, p.data.to_vec()));
+            })
+            .unwrap();
+        assert_eq!(count, 3);
+        let expected: Vec<_> = pieces
+            .iter()
+            .map(|p| (p.oid, p.offset, p.data.to_vec()))
+            .collect();
+        assert_eq!(seen, expected);
+        assert!(RecordFormat::LargeObject
+            .for_each_record(&data[..data.len() - 1], |_| {})
+            .is_err());
+        assert!(RecordFormat::LargeObject
+            .for_each_record(&data[..10], |_| {})
             .is_err());
     }
 }

@@ -8,7 +8,9 @@
 //! What a record is, exactly (both sides must hash the same bytes):
 //! - PostgreSQL: one row's COPY text line, *without* its terminating `\n`, columns in the
 //!   manifest's column order;
-//! - MongoDB: one document's raw BSON bytes, length prefix included.
+//! - MongoDB: one document's raw BSON bytes, length prefix included;
+//! - PostgreSQL large objects: one piece's record, header included
+//!   ([`crate::archive::chunk::LargeObjectPiece`]).
 //!
 //! This is an integrity check against accidents (lost, duplicated or altered rows), not a
 //! cryptographic commitment; the archive's members are protected by SHA-256.

@@ -284,7 +284,14 @@ impl VerifiedArchive {
         DecodeReport {
             datasets: self.manifest.datasets.len(),
             chunks: work.len(),
-            rows: self.manifest.datasets.iter().map(|d| d.rows).sum(),
+            // Records of tables and collections; large-object pieces are not rows.
+            rows: self
+                .manifest
+                .datasets
+                .iter()
+                .filter(|d| d.is_table())
+                .map(|d| d.rows)
+                .sum(),
             raw_bytes: self.manifest.datasets.iter().map(|d| d.raw_bytes).sum(),
             problems: problems.0,
         }

@@ -239,7 +239,8 @@ pub async fn database_encoding(client: &Client) -> Result<String> {
 }
 
 /// What makes a database non-empty: user relations, functions, types, extensions other than
-/// plpgsql, or user schemas other than `public`. Returns a short description of what was found,
+/// plpgsql, user schemas other than `public`, or large objects (a restore would collide with
+/// their OIDs). Returns a short description of what was found,
 /// `None` when the database is empty.
 pub async fn user_objects(client: &Client) -> Result<Option<String>> {
     let sql = format!(
@@ -252,13 +253,21 @@ pub async fn user_objects(client: &Client) -> Result<Option<String>> {
               JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE {SYSTEM_SCHEMAS}),
            (SELECT count(*) FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'),
            (SELECT count(*) FROM pg_catalog.pg_namespace n
-              WHERE {SYSTEM_SCHEMAS} AND n.nspname <> 'public')"
+              WHERE {SYSTEM_SCHEMAS} AND n.nspname <> 'public'),
+           (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)"
     );
     let row = client
         .query_one(&sql, &[])
         .await
         .map_err(|e| db_error("inspecting the target database", &e))?;
-    let labels = ["relations", "functions", "types", "extensions", "schemas"];
+    let labels = [
+        "relations",
+        "functions",
+        "types",
+        "extensions",
+        "schemas",
+        "large objects",
+    ];
     let found: Vec<String> = labels
         .iter()
         .enumerate()

@@ -6,9 +6,9 @@
 //!   object, so restore creates them (same OIDs) with the rest of pre-data, and the usual
 //!   `--keep-owner` / `--keep-privileges` filtering applies to them.
 //! - Data: one dataset of format [`RecordFormat::LargeObject`], `pg_catalog.pg_largeobject`,
-//!   whose records are pieces of at most [`PIECE_BYTES`] bytes (`oid<TAB>offset<TAB>hex`), read
-//!   with `lo_get(oid, offset, length)` in the dump's snapshot and cut into chunks like table
-//!   rows: memory stays bounded whatever an object's size, and V0/V1 check the chunks as they
+//!   whose records are pieces of at most [`PIECE_BYTES`] bytes ([`LargeObjectPiece`]: OID,
+//!   offset, bytes), read with `lo_get(oid, offset, length)` in the dump's snapshot and cut into
+//!   chunks like table rows: memory stays bounded whatever an object's size, and V0/V1 check the chunks as they
 //!   check any dataset's. Restore writes each chunk with one `lo_put` statement.
 //! - Manifest: `engines.postgres.large_objects` lists every object with its size, SHA-256,
 //!   owner, ACL and comment, which V2 compares with a target object by object.
@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use crate::archive::chunk::{ChunkBuilder, CompressedChunk, DecodedChunk, RecordFormat};
+use crate::archive::chunk::{
+    ChunkBuilder, CompressedChunk, DecodedChunk, LargeObjectPiece, RecordFormat,
+};
 use crate::archive::digest::ContentDigest;
 use crate::archive::pipeline::MemberSender;
 use crate::archive::reader::VerifiedArchive;
@@ -36,8 +38,8 @@ use crate::verify::{Kind, TargetCheck};
 pub const DATASET_NAMESPACE: &str = "pg_catalog";
 pub const DATASET_NAME: &str = "pg_largeobject";
 
-/// Bytes of a large object read by one `lo_get` and stored in one record (a line of twice as
-/// many hex digits): what bounds memory, whatever the object's size.
+/// Bytes of a large object read by one `lo_get` and stored in one record: what bounds memory,
+/// whatever the object's size.
 pub const PIECE_BYTES: i32 = 1 << 20;
 
 /// `INV_READ`, for `lo_open`.
@@ -165,7 +167,7 @@ struct PieceWriter<'a> {
     dataset_index: usize,
     compression_level: u32,
     builder: ChunkBuilder,
-    line: Vec<u8>,
+    record: Vec<u8>,
     pending: Option<JoinHandle<Result<CompressedChunk>>>,
     chunks: Vec<ChunkEntry>,
     digest: ContentDigest,
@@ -184,7 +186,7 @@ impl<'a> PieceWriter<'a> {
             dataset_index,
             compression_level,
             builder: ChunkBuilder::new(RecordFormat::LargeObject, chunk_bytes),
-            line: Vec::new(),
+            record: Vec::new(),
             pending: None,
             chunks: Vec::new(),
             digest: ContentDigest::new(),
@@ -194,14 +196,14 @@ impl<'a> PieceWriter<'a> {
     }
 
     async fn piece(&mut self, oid: u32, offset: i64, data: &[u8]) -> Result<()> {
-        self.line.clear();
-        self.line
-            .extend_from_slice(format!("{oid}\t{offset}\t").as_bytes());
-        let start = self.line.len();
-        self.line.resize(start + data.len() * 2, 0);
-        hex::encode_to_slice(data, &mut self.line[start..]).expect("the buffer fits the hex");
-        self.line.push(b'\n');
-        self.builder.push_record(&self.line);
+        self.record.clear();
+        LargeObjectPiece {
+            oid,
+            offset: offset as u64,
+            data,
+        }
+        .write(&mut self.record);
+        self.builder.push_record(&self.record);
         if self.builder.is_full() {
             self.cut().await?;
         }
@@ -308,29 +310,20 @@ pub async fn restore(archive: &Arc<VerifiedArchive>, client: &Client) -> Result<
     Ok(pieces)
 }
 
-type Pieces = (Vec<u32>, Vec<i64>, Vec<Vec<u8>>);
+type Pieces<'a> = (Vec<u32>, Vec<i64>, Vec<&'a [u8]>);
 
 /// The pieces of one decoded chunk, as `lo_put` arguments.
-fn parse_pieces(chunk: &DecodedChunk) -> std::result::Result<Pieces, String> {
+fn parse_pieces(chunk: &DecodedChunk) -> std::result::Result<Pieces<'_>, String> {
     let mut out: Pieces = Default::default();
-    for (n, line) in chunk.data.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() && n as u64 == chunk.rows() {
-            break;
-        }
-        let bad = || format!("line {} is not `oid<TAB>offset<TAB>hex`", n + 1);
-        let mut fields = line.splitn(3, |&b| b == b'\t');
-        let mut number = || {
-            std::str::from_utf8(fields.next().ok_or_else(bad)?)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(bad)
-        };
-        let oid = u32::try_from(number()?).map_err(|_| bad())?;
-        let offset = number()?;
-        let data = hex::decode(fields.next().ok_or_else(bad)?).map_err(|_| bad())?;
-        out.0.push(oid);
-        out.1.push(offset);
-        out.2.push(data);
+    let mut rest = &chunk.data[..];
+    while !rest.is_empty() {
+        let piece = LargeObjectPiece::parse(rest)
+            .filter(|p| i64::try_from(p.offset).is_ok())
+            .ok_or_else(|| format!("piece {} is damaged", out.0.len() + 1))?;
+        out.0.push(piece.oid);
+        out.1.push(piece.offset as i64);
+        out.2.push(piece.data);
+        rest = &rest[piece.record_len()..];
     }
     Ok(out)
 }
@@ -486,31 +479,30 @@ pub async fn compare(
 mod tests {
     use super::*;
 
-    fn decoded(text: &str) -> DecodedChunk {
+    fn decoded(pieces: &[LargeObjectPiece]) -> DecodedChunk {
+        let mut data = Vec::new();
+        pieces.iter().for_each(|p| p.write(&mut data));
         let mut digest = ContentDigest::new();
         RecordFormat::LargeObject
-            .for_each_record(text.as_bytes(), |r| digest.add(r))
+            .for_each_record(&data, |r| digest.add(r))
             .unwrap();
-        DecodedChunk {
-            data: text.as_bytes().to_vec(),
-            digest,
-        }
+        DecodedChunk { data, digest }
     }
 
     #[test]
     fn pieces_parse_into_lo_put_arguments() {
-        let (oids, offsets, data) =
-            parse_pieces(&decoded("16400\t0\t68656c6c6f\n16401\t0\t\n16400\t5\t21\n")).unwrap();
+        let piece = |oid, offset, data| LargeObjectPiece { oid, offset, data };
+        let chunk = decoded(&[
+            piece(16400, 0, b"hello"),
+            piece(16401, 0, b""),
+            piece(16400, 5, b"!"),
+        ]);
+        let (oids, offsets, data) = parse_pieces(&chunk).unwrap();
         assert_eq!(oids, [16400, 16401, 16400]);
         assert_eq!(offsets, [0, 0, 5]);
-        assert_eq!(data, [b"hello".to_vec(), Vec::new(), b"!".to_vec()]);
-    }
+        assert_eq!(data, [&b"hello"[..], b"", b"!"]);
 
-    #[test]
-    fn damaged_pieces_name_the_line() {
-        for bad in ["x\t0\t00\n", "1\t0\tzz\n", "1\t0\n", "99999999999\t0\t00\n"] {
-            let err = parse_pieces(&decoded(bad)).unwrap_err();
-            assert!(err.contains("line 1"), "{bad:?}: {err}");
-        }
+        let too_far = decoded(&[piece(1, u64::MAX, b"x")]);
+        assert!(parse_pieces(&too_far).unwrap_err().contains("piece 1"));
     }
 }
