@@ -225,8 +225,18 @@ pub enum RestoreMode {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive to restore
+    /// The archive to restore, or - to read it from standard input (kept in $TMPDIR until
+    /// checked: nothing is touched before the whole archive verified)
     pub archive: PathBuf,
+
+    /// Only restore this engine's data; the other engine's connection is not even read
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+
+    /// Print the archive's contents (engines, codec, tables and collections with rows and
+    /// sizes) and restore nothing
+    #[arg(long)]
+    pub list: bool,
 
     /// What to do with an existing, non-empty target
     #[arg(long, value_enum, default_value_t = RestoreMode::Create)]
