@@ -238,6 +238,15 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub list: bool,
 
+    /// Only the tables/collections matching these glob patterns (schema.table or collection, as
+    /// for backup); PostgreSQL gets the whole schema and only these tables' rows
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+
+    /// Leave out the tables/collections matching these glob patterns
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
     /// What to do with an existing, non-empty target
     #[arg(long, value_enum, default_value_t = RestoreMode::Create)]
     pub mode: RestoreMode,

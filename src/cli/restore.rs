@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use dbkeeper::archive::catalog;
 use dbkeeper::archive::reader::{VerifiedArchive, STDIN_ARCHIVE};
+use dbkeeper::archive::selection::Selection;
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
@@ -124,6 +125,21 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         })
         .collect();
 
+    let selection = Selection::new(&args.include, &args.exclude)?;
+    let selected = manifest
+        .datasets
+        .iter()
+        .filter(|d| wanted(d.engine) && selection.selects_dataset(d))
+        .count();
+    if selected == 0 && !selection.is_everything() {
+        return Err(Error::Usage(format!(
+            "--include {:?} / --exclude {:?} select no table or collection of archive {};              `dbkeeper restore {} --list` shows what it holds",
+            args.include,
+            args.exclude,
+            archive.path().display(),
+            archive.path().display()
+        )));
+    }
     let pg_options = RestoreOptions {
         jobs,
         existing: match args.mode {
@@ -133,6 +149,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         keep_owner: args.keep_owner,
         keep_privileges: args.keep_privileges,
         overwrite_source: args.overwrite_source,
+        selection: selection.clone(),
     };
     let mongo_options = mongo_restore::RestoreOptions {
         jobs,
@@ -142,6 +159,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         },
         renames: renames.clone(),
         overwrite_source: args.overwrite_source,
+        selection: selection.clone(),
         ..Default::default()
     };
     if let Some(target) = &pg {
@@ -151,9 +169,12 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         mongo_restore::preflight(&archive, target, &mongo_options).await?;
     }
 
-    let restored = manifest.datasets.iter().filter(|d| match d.engine {
-        Engine::Postgres => pg.is_some(),
-        Engine::Mongo => mongo.is_some(),
+    let restored = manifest.datasets.iter().filter(|d| {
+        selection.selects_dataset(d)
+            && match d.engine {
+                Engine::Postgres => pg.is_some(),
+                Engine::Mongo => mongo.is_some(),
+            }
     });
     let (records, raw_bytes) = restored.fold((0, 0), |(r, b), d| (r + d.rows, b + d.raw_bytes));
     progress::start("restore", progress::Totals::exact(records, raw_bytes));
@@ -175,6 +196,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             jobs,
             deep: args.deep,
             renames,
+            selection,
         };
         for check in
             targets::verify_targets(&archive, pg.as_ref(), mongo.as_ref(), &options).await?

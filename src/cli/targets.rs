@@ -2,6 +2,7 @@
 //! the one V2 pass both `restore` and `verify` run on them.
 
 use dbkeeper::archive::reader::VerifiedArchive;
+use dbkeeper::archive::selection::Selection;
 use dbkeeper::archive::Manifest;
 use dbkeeper::config::Settings;
 use dbkeeper::error::Result;
@@ -38,6 +39,8 @@ pub struct TargetOptions {
     pub deep: bool,
     /// Collection renames the restore applied.
     pub renames: Vec<Rename>,
+    /// The tables and collections a scoped restore restored; only they are compared.
+    pub selection: Selection,
 }
 
 /// V2 on the given targets, PostgreSQL first.
@@ -52,6 +55,7 @@ pub async fn verify_targets(
         let pg_options = pg_verify::VerifyOptions {
             jobs: options.jobs,
             deep: options.deep,
+            selection: options.selection.clone(),
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -60,6 +64,7 @@ pub async fn verify_targets(
             jobs: options.jobs,
             deep: options.deep,
             renames: options.renames.clone(),
+            selection: options.selection.clone(),
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

@@ -76,6 +76,7 @@ pub async fn run(
             jobs,
             deep: args.deep,
             renames: Vec::new(),
+            selection: Default::default(),
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);
