@@ -111,6 +111,15 @@ async fn migrate_up_with_mongodb_unreachable_applies_nothing_on_postgresql() {
         "{json}"
     );
 
+    // A dry run says the same: no plan is shown as done while another engine is unreachable.
+    let out = both(work.path(), &pg.url, &mongo_url, &["up", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PostgreSQL: not started; applied nothing; left: V1__accounts"),
+        "{text}"
+    );
+
     // The same for `down`: PostgreSQL migrated alone, then a two-engine rollback with MongoDB
     // down reverts nothing.
     dbkeeper(work.path())

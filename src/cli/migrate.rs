@@ -468,7 +468,7 @@ async fn run_moves(
         .map(|&engine| EngineRun::not_started(engine, movement, dry_run))
         .collect();
 
-    let mut migrators = Vec::new();
+    let (mut migrators, mut plans) = (Vec::new(), Vec::new());
     for (i, &engine) in ctx.engines.iter().enumerate() {
         let checked = async {
             let (_, mut migrator) = ctx.open(engine).await?;
@@ -487,10 +487,7 @@ async fn run_moves(
         match checked {
             Ok((migrator, plan)) => {
                 runs[i].pending = Some(planned(&plan));
-                if dry_run {
-                    runs[i].report = plan;
-                    runs[i].outcome = Outcome::Done;
-                }
+                plans.push(plan);
                 migrators.push(migrator);
             }
             Err(e) => {
@@ -505,6 +502,11 @@ async fn run_moves(
         }
     }
     if dry_run {
+        // Only now: a dry run whose second engine is unreachable shows no plan as "done".
+        for (entry, plan) in runs.iter_mut().zip(plans) {
+            entry.report = plan;
+            entry.outcome = Outcome::Done;
+        }
         return print_runs(out, &runs, backup);
     }
 
