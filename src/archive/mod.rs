@@ -50,6 +50,7 @@ pub mod digest;
 pub mod manifest;
 pub mod pipeline;
 pub mod reader;
+pub mod selection;
 pub mod writer;
 
 pub use chunk::RecordFormat;

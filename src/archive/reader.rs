@@ -29,6 +29,9 @@ use super::manifest::{ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT
 use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
 use crate::error::{Error, Result};
 
+/// The archive argument that means standard input (`backup --output - | restore -`).
+pub const STDIN_ARCHIVE: &str = "-";
+
 /// Largest HEADER.json / MANIFEST.json / COMMIT read into memory.
 const MAX_METADATA_BYTES: u64 = 256 << 20;
 /// Largest uncompressed chunk accepted from a manifest (dbkeeper writes a few MiB).
@@ -125,10 +128,39 @@ impl VerifiedArchive {
         }
     }
 
+    /// Reads an archive from a stream (`restore -`) into an unlinked temporary file in
+    /// `$TMPDIR`, then checks it as [`VerifiedArchive::open`] does. A stream cannot be checked
+    /// before it has been read to its end (the manifest and COMMIT come last), and nothing may
+    /// touch a target before V0 passed: so the stream is kept whole first. The file disappears
+    /// with the archive (or at once, if the process dies). Shown as `-` in messages.
+    pub fn open_stream(mut stream: impl Read) -> Result<VerifiedArchive> {
+        let spool_error = |e| {
+            Error::io(
+                format!(
+                    "keeping the archive read from standard input in {} (it needs as much free \
+                     space as the archive; set TMPDIR to a larger disk)",
+                    std::env::temp_dir().display()
+                ),
+                e,
+            )
+        };
+        let mut file = tempfile::tempfile().map_err(spool_error)?;
+        std::io::copy(&mut stream, &mut file).map_err(spool_error)?;
+        std::io::Seek::rewind(&mut file).map_err(spool_error)?;
+        let path = Path::new(STDIN_ARCHIVE);
+        match VerifiedArchive::check_file(path, file)? {
+            Checked::Verified(archive) => Ok(*archive),
+            Checked::Damaged(problems) => Err(damaged(path, &problems)),
+        }
+    }
+
     /// V0, returning every problem as data. Only a path that is missing or a directory (usage
     /// errors) or failing to read the file at all is an error.
     pub fn check(path: &Path) -> Result<Checked> {
-        let file = open_archive_file(path)?;
+        VerifiedArchive::check_file(path, open_archive_file(path)?)
+    }
+
+    fn check_file(path: &Path, file: File) -> Result<Checked> {
         let file_len = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?

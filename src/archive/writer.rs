@@ -182,9 +182,7 @@ impl PartialFile {
     pub fn create(final_path: &Path) -> Result<PartialFile> {
         if final_path.exists() {
             return Err(Error::Usage(format!(
-                "{} already exists and an archive is never overwritten: choose another --output \
-                 (names in a backup directory carry the second they were taken at: another \
-                 backup finished within the same second, so run again)",
+                "{} already exists and an archive is never overwritten: choose another --output",
                 final_path.display()
             )));
         }

@@ -225,8 +225,27 @@ pub enum RestoreMode {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive to restore
+    /// The archive to restore, or - to read it from standard input (kept in $TMPDIR until
+    /// checked: nothing is touched before the whole archive verified)
     pub archive: PathBuf,
+
+    /// Only restore this engine's data; the other engine's connection is not even read
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+
+    /// Print the archive's contents (engines, codec, tables and collections with rows and
+    /// sizes) and restore nothing
+    #[arg(long)]
+    pub list: bool,
+
+    /// Only the tables/collections matching these glob patterns (schema.table or collection, as
+    /// for backup); PostgreSQL gets the whole schema and only these tables' rows
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+
+    /// Leave out the tables/collections matching these glob patterns
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
 
     /// What to do with an existing, non-empty target
     #[arg(long, value_enum, default_value_t = RestoreMode::Create)]

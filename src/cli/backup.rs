@@ -395,11 +395,6 @@ fn destination(
     settings: &Settings,
     created_at: DateTime<Utc>,
 ) -> Result<Destination> {
-    let file_name = format!(
-        "{}-{}{ARCHIVE_SUFFIX}",
-        settings.archive_prefix,
-        created_at.format("%Y%m%dT%H%M%SZ")
-    );
     let Some(dir) = output_dir(output, settings) else {
         return match output {
             Some("-") if std::io::stdout().is_terminal() => Err(Error::Usage(
@@ -414,7 +409,29 @@ fn destination(
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating backup directory {}", dir.display()), e))?;
-    Ok(Destination::File(dir.join(file_name)))
+    Ok(Destination::File(dir.join(archive_file_name(
+        &settings.archive_prefix,
+        created_at,
+    )?)))
+}
+
+/// `<prefix>-<UTC second>-<6 random hex digits>.dbk.tar`: the time sorts and reads well; the
+/// random part keeps two runs in the same second (two cron entries, a retry) from colliding.
+/// Nothing parses the name (`list` and `prune` read each archive's header), so older names
+/// without the suffix keep working.
+fn archive_file_name(prefix: &str, created_at: DateTime<Utc>) -> Result<String> {
+    let mut random = [0u8; 3];
+    getrandom::fill(&mut random).map_err(|e| {
+        Error::io(
+            "choosing a unique archive name",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok(format!(
+        "{prefix}-{}-{}{ARCHIVE_SUFFIX}",
+        created_at.format("%Y%m%dT%H%M%SZ"),
+        hex::encode(random)
+    ))
 }
 
 /// The directory the archive goes into, when `--output` names a directory (or is absent);
@@ -449,5 +466,23 @@ impl<W: Write> Write for CountingWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::archive_file_name;
+
+    /// Regression: two backups in the same second got one name, and the second exited 2.
+    #[test]
+    fn two_backups_in_the_same_second_get_different_names() {
+        let at = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 24, 2, 30, 0).unwrap();
+        let first = archive_file_name("dbkeeper", at).unwrap();
+        let second = archive_file_name("dbkeeper", at).unwrap();
+        assert_ne!(first, second);
+        for name in [&first, &second] {
+            assert!(name.starts_with("dbkeeper-20261124T023000Z-"), "{name}");
+            assert!(name.ends_with(".dbk.tar"), "{name}");
+        }
     }
 }

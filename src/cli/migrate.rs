@@ -33,12 +33,7 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
                 // Before the lock and before anything is applied: a data-destroying migration
                 // can then be undone with `dbkeeper restore`.
                 let archive = super::backup::verified_backup(settings).await?;
-                eprintln!(
-                    "backup before migrating: {} (verified; undo with `dbkeeper restore {} \
-                     --mode replace --overwrite-source`)",
-                    archive.display(),
-                    archive.display()
-                );
+                eprintln!("backup before migrating: {} (verified)", archive.display());
                 Some(archive)
             } else {
                 None
@@ -363,7 +358,102 @@ enum Move {
     },
 }
 
-/// Runs `up` or `down` on each engine in turn, stopping after the first engine whose run failed.
+/// One engine's part of an `up`/`down`: what ran, and what is left, so a pipeline can act on a
+/// run that stopped part-way.
+#[derive(Serialize)]
+struct EngineRun {
+    #[serde(flatten)]
+    report: RunReport,
+    /// `done`, `failed`, or `not_started` (an earlier engine failed, or the checks before the
+    /// run did).
+    outcome: Outcome,
+    /// Planned migrations this run did not complete (the failed one first). `null` when the
+    /// engine could not be checked (unreachable), so its plan is unknown.
+    pending: Option<Vec<Planned>>,
+    /// Why the engine failed when no single migration did (connection, lock timeout, a refused
+    /// plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Done,
+    Failed,
+    NotStarted,
+}
+
+#[derive(Clone, Serialize)]
+struct Planned {
+    version: i64,
+    name: String,
+}
+
+impl Planned {
+    fn label(&self) -> String {
+        format!("V{}__{}", self.version, self.name)
+    }
+}
+
+impl EngineRun {
+    fn not_started(engine: Engine, movement: Move, dry_run: bool) -> EngineRun {
+        EngineRun {
+            report: RunReport {
+                engine,
+                direction: movement.direction(),
+                dry_run,
+                steps: Vec::new(),
+                failure: None,
+            },
+            outcome: Outcome::NotStarted,
+            pending: None,
+            error: None,
+        }
+    }
+}
+
+impl Move {
+    fn direction(self) -> runner::Direction {
+        match self {
+            Move::Up { .. } => runner::Direction::Up,
+            Move::Down { .. } => runner::Direction::Down,
+        }
+    }
+
+    /// Runs the move on one engine (a dry run only plans it: reads history, writes nothing).
+    async fn run(
+        self,
+        migrator: &mut dyn MigrationEngine,
+        files: &[Migration],
+        dry_run: bool,
+        lock_timeout: Duration,
+        run: &RunInfo,
+    ) -> Result<RunReport> {
+        match self {
+            Move::Up { to } => runner::up(migrator, files, to, dry_run, lock_timeout, run).await,
+            Move::Down { steps, to } => {
+                runner::down(migrator, files, steps, to, dry_run, lock_timeout, run).await
+            }
+        }
+    }
+}
+
+/// Opens every selected engine before any of them is changed: an unreachable MongoDB must be
+/// found before the PostgreSQL migrations are applied, not after.
+async fn open_all(ctx: &Context<'_>) -> Result<Vec<(Engine, Box<dyn MigrationEngine>)>> {
+    let mut opened = Vec::new();
+    for &engine in &ctx.engines {
+        let (_, migrator) = ctx.open(engine).await?;
+        opened.push((engine, migrator));
+    }
+    Ok(opened)
+}
+
+/// Runs `up` or `down` on each engine in turn. First every engine is connected to and its plan
+/// worked out from its history (dirty state, drift, missing down scripts, a bad `--to` all
+/// refuse here), so nothing is applied anywhere unless every engine can go. An engine that
+/// still fails part-way stops the run; the report says per engine what ran and what is left.
 async fn run_moves(
     ctx: &Context<'_>,
     out: Output,
@@ -372,42 +462,158 @@ async fn run_moves(
     backup: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let run = RunInfo::current();
-    let mut reports = Vec::new();
-    for &engine in &ctx.engines {
-        let files = ctx.files(engine);
-        let (_, mut migrator) = ctx.open(engine).await?;
-        let migrator = migrator.as_mut();
-        let (timeout, run) = (ctx.lock_timeout, &run);
-        let report = match movement {
-            Move::Up { to } => runner::up(migrator, files, to, dry_run, timeout, run).await?,
-            Move::Down { steps, to } => {
-                runner::down(migrator, files, steps, to, dry_run, timeout, run).await?
+    let mut runs: Vec<EngineRun> = ctx
+        .engines
+        .iter()
+        .map(|&engine| EngineRun::not_started(engine, movement, dry_run))
+        .collect();
+
+    let (mut migrators, mut plans) = (Vec::new(), Vec::new());
+    for (i, &engine) in ctx.engines.iter().enumerate() {
+        let checked = async {
+            let (_, mut migrator) = ctx.open(engine).await?;
+            let plan = movement
+                .run(
+                    migrator.as_mut(),
+                    ctx.files(engine),
+                    true,
+                    ctx.lock_timeout,
+                    &run,
+                )
+                .await?;
+            Ok::<_, Error>((migrator, plan))
+        }
+        .await;
+        match checked {
+            Ok((migrator, plan)) => {
+                runs[i].pending = Some(planned(&plan));
+                plans.push(plan);
+                migrators.push(migrator);
             }
-        };
-        let failed = report.failure.is_some();
-        reports.push(report);
-        if failed {
+            Err(e) => {
+                runs[i].error = Some(e.to_string());
+                eprintln!(
+                    "dbkeeper: checking {engine} before migrating failed; nothing was run on any \
+                     engine"
+                );
+                print_runs(out, &runs, backup)?;
+                return Err(e);
+            }
+        }
+    }
+    if dry_run {
+        // Only now: a dry run whose second engine is unreachable shows no plan as "done".
+        for (entry, plan) in runs.iter_mut().zip(plans) {
+            entry.report = plan;
+            entry.outcome = Outcome::Done;
+        }
+        return print_runs(out, &runs, backup);
+    }
+
+    let mut engine_error = None;
+    for (i, mut migrator) in migrators.into_iter().enumerate() {
+        let engine = ctx.engines[i];
+        let result = movement
+            .run(
+                migrator.as_mut(),
+                ctx.files(engine),
+                false,
+                ctx.lock_timeout,
+                &run,
+            )
+            .await;
+        let entry = &mut runs[i];
+        match result {
+            Ok(report) => {
+                let done: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
+                if let Some(pending) = entry.pending.as_mut() {
+                    pending.retain(|p| !done.contains(&p.version));
+                }
+                if report.failure.is_none() {
+                    // The plan was read before the lock; what counts is what ran under it.
+                    entry.pending = Some(Vec::new());
+                }
+                entry.outcome = if report.failure.is_some() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Done
+                };
+                entry.report = report;
+            }
+            Err(e) => {
+                entry.outcome = Outcome::Failed;
+                entry.error = Some(e.to_string());
+                engine_error = Some(e);
+            }
+        }
+        if entry.outcome == Outcome::Failed {
             break;
         }
     }
-    print_runs(out, &reports, backup)
+    let code = print_runs(out, &runs, backup)?;
+    match engine_error {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
 }
 
-/// `backup`: the archive `--backup-first` took, reported with the runs.
-fn print_runs(out: Output, reports: &[RunReport], backup: Option<PathBuf>) -> Result<ExitCode> {
-    let mut json = serde_json::json!({ "runs": reports });
+fn planned(plan: &RunReport) -> Vec<Planned> {
+    plan.steps
+        .iter()
+        .map(|s| Planned {
+            version: s.version,
+            name: s.name.clone(),
+        })
+        .collect()
+}
+
+/// The command that undoes this run with the `--backup-first` archive: it restores only the
+/// engines this run changed (a failed step may have left part of its work on MongoDB), so the
+/// other engine keeps the writes made since the backup. `None` when nothing changed.
+fn undo_command(backup: &Path, runs: &[EngineRun]) -> Option<String> {
+    let changed: Vec<Engine> = runs
+        .iter()
+        .filter(|r| !r.report.dry_run)
+        .filter(|r| !r.report.steps.is_empty() || r.report.failure.is_some())
+        .map(|r| r.report.engine)
+        .collect();
+    let engine = match changed.as_slice() {
+        [] => return None,
+        [only] => format!(" --engine {}", only.as_str()),
+        _ => String::new(),
+    };
+    Some(format!(
+        "dbkeeper restore {} --mode replace --overwrite-source{engine}",
+        backup.display()
+    ))
+}
+
+/// `backup`: the archive `--backup-first` took, reported with the runs and the command that
+/// undoes them.
+fn print_runs(out: Output, runs: &[EngineRun], backup: Option<PathBuf>) -> Result<ExitCode> {
+    let mut json = serde_json::json!({ "runs": runs });
     if let Some(path) = &backup {
         json["backup_first"] = serde_json::json!(path);
+        let undo = undo_command(path, runs);
+        match &undo {
+            Some(command) => eprintln!("undo with `{command}`"),
+            None => eprintln!(
+                "nothing was migrated; the backup {} is not needed to undo anything",
+                path.display()
+            ),
+        }
+        json["undo"] = serde_json::json!(undo);
     }
+    let stopped = runs.iter().any(|r| r.outcome != Outcome::Done);
     out.emit(&json, || {
-        for r in reports {
+        for r in runs.iter().map(|r| &r.report) {
             let verb = match (r.direction, r.dry_run) {
                 (runner::Direction::Up, false) => "applied",
                 (runner::Direction::Up, true) => "would apply",
                 (runner::Direction::Down, false) => "reverted",
                 (runner::Direction::Down, true) => "would revert",
             };
-            if r.steps.is_empty() && r.failure.is_none() {
+            if r.steps.is_empty() && r.failure.is_none() && !stopped {
                 println!("{}: nothing to do", r.engine);
             }
             for s in &r.steps {
@@ -432,20 +638,59 @@ fn print_runs(out: Output, reports: &[RunReport], backup: Option<PathBuf>) -> Re
                 }
             }
         }
+        if stopped {
+            for r in runs {
+                println!("{}", summary(r));
+            }
+        }
     })?;
     // On stderr in both output modes: a pipeline reading --json still logs why it failed.
-    for f in reports.iter().filter_map(|r| r.failure.as_ref()) {
+    for f in runs.iter().filter_map(|r| r.report.failure.as_ref()) {
         // The message starts with the engine's name already.
         eprintln!(
             "dbkeeper: error: V{}__{} failed: {}",
             f.version, f.name, f.message
         );
     }
-    Ok(reports
+    Ok(runs
         .iter()
-        .map(RunReport::exit_code)
+        .map(|r| r.report.exit_code())
         .find(|c| *c != ExitCode::Ok)
         .unwrap_or(ExitCode::Ok))
+}
+
+/// One line per engine of a run that stopped: what it did and what is left.
+fn summary(run: &EngineRun) -> String {
+    let r = &run.report;
+    let verb = match r.direction {
+        runner::Direction::Up => "applied",
+        runner::Direction::Down => "reverted",
+    };
+    let done = match r.steps.len() {
+        0 => format!("{verb} nothing"),
+        n => format!(
+            "{verb} {n} ({})",
+            r.steps
+                .iter()
+                .map(|s| s.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let state = match run.outcome {
+        Outcome::Done => "done".to_string(),
+        Outcome::Failed => "FAILED".to_string(),
+        Outcome::NotStarted => "not started".to_string(),
+    };
+    let left = match &run.pending {
+        None => "left: unknown (its plan was not read)".to_string(),
+        Some(p) if p.is_empty() => "nothing left".to_string(),
+        Some(p) => format!(
+            "left: {}",
+            p.iter().map(Planned::label).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    format!("{}: {state}; {done}; {left}", r.engine)
 }
 
 fn new(ctx: &Context<'_>, out: Output, name: &str) -> Result<ExitCode> {
@@ -491,9 +736,13 @@ fn new(ctx: &Context<'_>, out: Output, name: &str) -> Result<ExitCode> {
 async fn baseline(ctx: &Context<'_>, out: Output, version: i64) -> Result<ExitCode> {
     let run = RunInfo::current();
     let mut results = Vec::new();
-    for &engine in &ctx.engines {
+    let mut opened = open_all(ctx).await?;
+    for (engine, migrator) in &mut opened {
+        let history = migrator.read_history().await?;
+        runner::check_baseline(ctx.files(*engine), &history, version)?;
+    }
+    for (engine, mut migrator) in opened {
         let files = ctx.files(engine);
-        let (_, mut migrator) = ctx.open(engine).await?;
         let recorded =
             runner::baseline(migrator.as_mut(), files, version, ctx.lock_timeout, &run).await?;
         results.push((engine, recorded));
@@ -525,9 +774,22 @@ async fn repair(
 ) -> Result<ExitCode> {
     let run = RunInfo::current();
     let mut results: Vec<(Engine, Vec<RepairAction>)> = Vec::new();
-    for &engine in &ctx.engines {
+    let mut opened = open_all(ctx).await?;
+    // Every engine's repair is planned (read-only) before any is carried out: a dirty MongoDB
+    // migration without `--dirty` must not be found after PostgreSQL's history was rewritten.
+    for (engine, migrator) in &mut opened {
+        runner::repair(
+            migrator.as_mut(),
+            ctx.files(*engine),
+            dirty,
+            true,
+            ctx.lock_timeout,
+            &run,
+        )
+        .await?;
+    }
+    for (engine, mut migrator) in opened {
         let files = ctx.files(engine);
-        let (_, mut migrator) = ctx.open(engine).await?;
         let actions = runner::repair(
             migrator.as_mut(),
             files,

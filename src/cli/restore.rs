@@ -7,12 +7,15 @@
 //! preflight (not the source, not non-empty without `--mode replace`): a restore that would be
 //! refused for MongoDB must not have already replaced the PostgreSQL database.
 
+use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use dbkeeper::archive::catalog;
-use dbkeeper::archive::reader::VerifiedArchive;
+use dbkeeper::archive::reader::{VerifiedArchive, STDIN_ARCHIVE};
+use dbkeeper::archive::selection::Selection;
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
@@ -26,7 +29,8 @@ use dbkeeper::progress;
 use dbkeeper::verify::TargetCheck;
 use dbkeeper::{Engine, ExitCode};
 
-use super::args::{RestoreArgs, RestoreMode};
+use super::args::{EngineArg, RestoreArgs, RestoreMode};
+use super::contents;
 use super::output::{human_bytes, Output};
 use super::targets::{self, TargetOptions};
 use super::verify::print_mismatches;
@@ -70,15 +74,33 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         ));
     }
     // V0 before anything touches a database.
-    let path = args.archive.clone();
-    let archive = tokio::task::spawn_blocking(move || VerifiedArchive::open(&path))
-        .await
-        .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
-    let archive = Arc::new(archive);
+    let from_stdin = args.archive.as_os_str() == STDIN_ARCHIVE;
+    let archive = Arc::new(open_archive(&args.archive).await?);
     let manifest = archive.manifest();
+    if args.list {
+        return contents::print(&archive, out);
+    }
 
-    let pg = targets::pg_target(settings, manifest)?;
-    let mongo = targets::mongo_target(settings, manifest);
+    // An engine the command was not asked for is not even looked up: its configured URL may
+    // well be the archive's source.
+    let wanted = |engine: Engine| args.engine.is_none_or(|e| engine_of(e) == engine);
+    if let Some(engine) = args.engine.map(engine_of) {
+        if manifest.source(engine).is_none() {
+            return Err(Error::Usage(format!(
+                "--engine {}: archive {} holds no {engine} data",
+                engine.as_str(),
+                archive.path().display()
+            )));
+        }
+    }
+    let pg = match wanted(Engine::Postgres) {
+        true => targets::pg_target(settings, manifest)?,
+        false => None,
+    };
+    let mongo = match wanted(Engine::Mongo) {
+        true => targets::mongo_target(settings, manifest),
+        false => None,
+    };
     if pg.is_none() && mongo.is_none() {
         let held: Vec<&str> = manifest
             .sources
@@ -96,12 +118,28 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         .sources
         .iter()
         .map(|s| s.engine)
+        .filter(|e| wanted(*e))
         .filter(|e| match e {
             Engine::Postgres => pg.is_none(),
             Engine::Mongo => mongo.is_none(),
         })
         .collect();
 
+    let selection = Selection::new(&args.include, &args.exclude)?;
+    let selected = manifest
+        .datasets
+        .iter()
+        .filter(|d| wanted(d.engine) && selection.selects_dataset(d))
+        .count();
+    if selected == 0 && !selection.is_everything() {
+        return Err(Error::Usage(format!(
+            "--include {:?} / --exclude {:?} select no table or collection of archive {};              `dbkeeper restore {} --list` shows what it holds",
+            args.include,
+            args.exclude,
+            archive.path().display(),
+            archive.path().display()
+        )));
+    }
     let pg_options = RestoreOptions {
         jobs,
         existing: match args.mode {
@@ -111,6 +149,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         keep_owner: args.keep_owner,
         keep_privileges: args.keep_privileges,
         overwrite_source: args.overwrite_source,
+        selection: selection.clone(),
     };
     let mongo_options = mongo_restore::RestoreOptions {
         jobs,
@@ -120,6 +159,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         },
         renames: renames.clone(),
         overwrite_source: args.overwrite_source,
+        selection: selection.clone(),
         ..Default::default()
     };
     if let Some(target) = &pg {
@@ -129,9 +169,12 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         mongo_restore::preflight(&archive, target, &mongo_options).await?;
     }
 
-    let restored = manifest.datasets.iter().filter(|d| match d.engine {
-        Engine::Postgres => pg.is_some(),
-        Engine::Mongo => mongo.is_some(),
+    let restored = manifest.datasets.iter().filter(|d| {
+        selection.selects_dataset(d)
+            && match d.engine {
+                Engine::Postgres => pg.is_some(),
+                Engine::Mongo => mongo.is_some(),
+            }
     });
     let (records, raw_bytes) = restored.fold((0, 0), |(r, b), d| (r + d.rows, b + d.raw_bytes));
     progress::start("restore", progress::Totals::exact(records, raw_bytes));
@@ -155,6 +198,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             renames,
             keep_owner: args.keep_owner,
             keep_privileges: args.keep_privileges,
+            selection,
         };
         for check in
             targets::verify_targets(&archive, pg.as_ref(), mongo.as_ref(), &options).await?
@@ -186,7 +230,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     .flatten()
     .collect();
     let mismatches: usize = checks.iter().map(|c| c.mismatches.len()).sum();
-    if !checks.is_empty() && mismatches == 0 {
+    if !checks.is_empty() && mismatches == 0 && !from_stdin {
         // Remembered for `list`/`prune`; failing to write it changes nothing.
         if let Err(e) = catalog::write_stamp(archive.path(), "restore") {
             tracing::warn!("could not record the verification next to the archive: {e}");
@@ -199,6 +243,32 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         )));
     }
     Ok(ExitCode::Ok)
+}
+
+/// The archive argument, checked (V0): a file, or `-` for standard input.
+async fn open_archive(path: &Path) -> Result<VerifiedArchive> {
+    let path = path.to_path_buf();
+    let from_stdin = path.as_os_str() == STDIN_ARCHIVE;
+    if from_stdin && std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "restore -: standard input is a terminal; pipe an archive in (`dbkeeper backup \
+             --output - | dbkeeper restore -`) or name the archive file"
+                .into(),
+        ));
+    }
+    tokio::task::spawn_blocking(move || match from_stdin {
+        true => VerifiedArchive::open_stream(std::io::stdin().lock()),
+        false => VerifiedArchive::open(&path),
+    })
+    .await
+    .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))?
+}
+
+fn engine_of(arg: EngineArg) -> Engine {
+    match arg {
+        EngineArg::Postgres => Engine::Postgres,
+        EngineArg::Mongo => Engine::Mongo,
+    }
 }
 
 fn renames(args: &RestoreArgs) -> Result<Vec<Rename>> {

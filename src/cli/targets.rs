@@ -2,6 +2,7 @@
 //! the one V2 pass both `restore` and `verify` run on them.
 
 use dbkeeper::archive::reader::VerifiedArchive;
+use dbkeeper::archive::selection::Selection;
 use dbkeeper::archive::Manifest;
 use dbkeeper::config::Settings;
 use dbkeeper::error::Result;
@@ -42,6 +43,8 @@ pub struct TargetOptions {
     /// compares them where it can (PostgreSQL large objects).
     pub keep_owner: bool,
     pub keep_privileges: bool,
+    /// The tables and collections a scoped restore restored; only they are compared.
+    pub selection: Selection,
 }
 
 /// V2 on the given targets, PostgreSQL first.
@@ -58,6 +61,7 @@ pub async fn verify_targets(
             deep: options.deep,
             owners: options.keep_owner,
             privileges: options.keep_privileges,
+            selection: options.selection.clone(),
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -66,6 +70,7 @@ pub async fn verify_targets(
             jobs: options.jobs,
             deep: options.deep,
             renames: options.renames.clone(),
+            selection: options.selection.clone(),
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

@@ -78,6 +78,7 @@ pub async fn run(
             renames: Vec::new(),
             keep_owner: false,
             keep_privileges: false,
+            selection: Default::default(),
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);

@@ -275,11 +275,7 @@ pub async fn baseline(
     lock_timeout: Duration,
     run: &RunInfo,
 ) -> Result<Vec<(i64, String)>> {
-    if !files.iter().any(|f| f.version == version) {
-        return Err(Error::Usage(format!(
-            "baseline {version}: no migration file has version {version}"
-        )));
-    }
+    check_baseline(files, &[], version)?;
     engine.lock(lock_timeout).await?;
     let result = baseline_locked(engine, files, version, run).await;
     release(engine, result).await
@@ -292,18 +288,33 @@ async fn baseline_locked(
     run: &RunInfo,
 ) -> Result<Vec<(i64, String)>> {
     engine.prepare_history().await?;
-    let history = engine.read_history().await?;
-    if !history.is_empty() {
-        return Err(Error::Refused(format!(
-                    "baseline refused: {} migration(s) are already recorded (newest V{}); baseline is for a \
-                     database that has never been migrated by dbkeeper or refinery",
-                    history.len(),
-                    history.iter().map(|a| a.version).max().unwrap_or(0)
-                )));
-    }
+    check_baseline(files, &engine.read_history().await?, version)?;
     let chosen: Vec<&Migration> = files.iter().filter(|f| f.version <= version).collect();
     engine.record_baseline(&chosen, run).await?;
     Ok(chosen.iter().map(|m| (m.version, m.name.clone())).collect())
+}
+
+/// Refuses a baseline of a database that already has history (read it without the lock to
+/// check every engine before any is baselined; it is checked again under the lock).
+pub fn check_baseline(
+    files: &[Migration],
+    history: &[AppliedMigration],
+    version: i64,
+) -> Result<()> {
+    if !files.iter().any(|f| f.version == version) {
+        return Err(Error::Usage(format!(
+            "baseline {version}: no migration file has version {version}"
+        )));
+    }
+    if !history.is_empty() {
+        return Err(Error::Refused(format!(
+            "baseline refused: {} migration(s) are already recorded (newest V{}); baseline is for a \
+             database that has never been migrated by dbkeeper or refinery",
+            history.len(),
+            history.iter().map(|a| a.version).max().unwrap_or(0)
+        )));
+    }
+    Ok(())
 }
 
 /// Works out what `repair` would change: checksums of divergent files, and the operator's

@@ -1,45 +1,10 @@
 //! Which collections a dump takes (`--include`/`--exclude` glob patterns) and what they are
 //! called after a restore (`--ns-from`/`--ns-to` renames).
 
-use globset::{Glob, GlobMatcher};
-
 use crate::error::{Error, Result};
 
-/// Selects collections by glob patterns (`*`, `?`, `[...]`; `*` also matches `.`). A pattern is
-/// matched against both the collection name and `database.collection`, so `users`, `shop.users`
-/// and `shop.*` all select `shop.users`. With no include pattern everything is included;
-/// exclusions win over inclusions.
-#[derive(Debug, Clone, Default)]
-pub struct NamespaceFilter {
-    include: Vec<GlobMatcher>,
-    exclude: Vec<GlobMatcher>,
-}
-
-impl NamespaceFilter {
-    pub fn new(include: &[String], exclude: &[String]) -> Result<NamespaceFilter> {
-        Ok(NamespaceFilter {
-            include: compile(include, "--include")?,
-            exclude: compile(exclude, "--exclude")?,
-        })
-    }
-
-    pub fn selects(&self, database: &str, collection: &str) -> bool {
-        let qualified = format!("{database}.{collection}");
-        let hit = |m: &GlobMatcher| m.is_match(collection) || m.is_match(&qualified);
-        (self.include.is_empty() || self.include.iter().any(hit)) && !self.exclude.iter().any(hit)
-    }
-}
-
-fn compile(patterns: &[String], flag: &str) -> Result<Vec<GlobMatcher>> {
-    patterns
-        .iter()
-        .map(|p| {
-            Glob::new(p)
-                .map(|g| g.compile_matcher())
-                .map_err(|e| Error::Usage(format!("{flag} {p:?} is not a valid pattern: {e}")))
-        })
-        .collect()
-}
+/// `--include`/`--exclude`: the one selection both engines' dumps and restores use.
+pub use crate::archive::selection::Selection as NamespaceFilter;
 
 /// One collection rename applied on restore. `from` may contain one `*`, which matches any run of
 /// characters; the matched text replaces the `*` in `to` (`--ns-from 'audit_*' --ns-to 'old_*'`).

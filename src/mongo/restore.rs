@@ -35,6 +35,7 @@ use super::namespace::{renamed, Rename};
 use super::MongoTarget;
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
+use crate::archive::selection::Selection;
 use crate::archive::Dataset;
 use crate::error::{Engine, Error, Result};
 
@@ -63,6 +64,8 @@ pub struct RestoreOptions {
     pub batch_bytes: usize,
     /// Allow restoring onto the database the archive was taken from (`--overwrite-source`).
     pub overwrite_source: bool,
+    /// The collections and views restored (`--include`/`--exclude`, archived names).
+    pub selection: Selection,
 }
 
 impl Default for RestoreOptions {
@@ -73,6 +76,7 @@ impl Default for RestoreOptions {
             renames: Vec::new(),
             batch_bytes: 2 << 20,
             overwrite_source: false,
+            selection: Selection::default(),
         }
     }
 }
@@ -152,7 +156,12 @@ async fn checked_plan(
 ) -> Result<Vec<Planned>> {
     let mongo =
         MongoManifest::from_manifest(archive.manifest())?.ok_or_else(|| no_mongo_dump(archive))?;
-    let plan = plan(load_collections(archive, &mongo)?, &options.renames)?;
+    let loaded = selected(
+        archive,
+        load_collections(archive, &mongo)?,
+        &options.selection,
+    );
+    let plan = plan(loaded, &options.renames)?;
     if !options.overwrite_source {
         refuse_source(archive, target).await?;
     }
@@ -299,6 +308,24 @@ pub async fn restore_database(
         views,
         elapsed: started.elapsed(),
     })
+}
+
+/// The archived collections and views `selection` names (matched as `database.name` or `name`,
+/// by their archived names).
+pub(crate) fn selected(
+    archive: &VerifiedArchive,
+    loaded: Vec<(CollectionMetadata, Option<Dataset>)>,
+    selection: &Selection,
+) -> Vec<(CollectionMetadata, Option<Dataset>)> {
+    let database = archive
+        .manifest()
+        .source(Engine::Mongo)
+        .map(|s| s.database.clone())
+        .unwrap_or_default();
+    loaded
+        .into_iter()
+        .filter(|(definition, _)| selection.selects(&database, &definition.name))
+        .collect()
 }
 
 /// Applies renames (also to views' `viewOn`) and refuses two things ending up with one name.

@@ -25,9 +25,10 @@ use super::inspect::{self, db_error};
 use super::manifest::{load_collections, MongoManifest};
 use super::metadata::{CollectionKind, CollectionMetadata, CollectionSpecs};
 use super::namespace::Rename;
-use super::restore::{plan, Planned};
+use super::restore::{plan, selected, Planned};
 use super::MongoTarget;
 use crate::archive::reader::VerifiedArchive;
+use crate::archive::selection::Selection;
 use crate::error::{Engine, Error, Result};
 use crate::verify::{Kind, TargetCheck};
 
@@ -43,6 +44,8 @@ pub struct VerifyOptions {
     pub deep: bool,
     /// The renames the restore used (`--ns-from`/`--ns-to`).
     pub renames: Vec<Rename>,
+    /// The collections and views a scoped restore restored (`--include`/`--exclude`).
+    pub selection: Selection,
 }
 
 /// Compares `target`'s database with the archive's MongoDB dump. Errors only when the server
@@ -60,7 +63,12 @@ pub async fn verify_target(
             target.describe()
         ))
     })?;
-    let planned = plan(load_collections(archive, &mongo)?, &options.renames)?;
+    let loaded = selected(
+        archive,
+        load_collections(archive, &mongo)?,
+        &options.selection,
+    );
+    let planned = plan(loaded, &options.renames)?;
     let db = target.database().await?;
     let live: BTreeMap<String, Document> = inspect::list_collections(&db)
         .await?

@@ -33,6 +33,7 @@ use tokio_postgres::Client;
 
 use crate::archive::chunk::DecodedChunk;
 use crate::archive::reader::VerifiedArchive;
+use crate::archive::selection::Selection;
 use crate::archive::{Dataset, Source};
 use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::describe_error;
@@ -63,6 +64,9 @@ pub struct RestoreOptions {
     /// Allow replacing the very database the archive was taken from (`--overwrite-source`:
     /// undoing a migration with the backup taken before it).
     pub overwrite_source: bool,
+    /// The tables whose rows are loaded (`--include`/`--exclude`). The whole schema is restored
+    /// either way, as from an archive of only some tables.
+    pub selection: Selection,
 }
 
 /// What a restore did.
@@ -394,7 +398,9 @@ async fn restore_into(
         .datasets
         .iter()
         .enumerate()
-        .filter(|(_, d)| d.engine == Engine::Postgres && d.is_table())
+        .filter(|(_, d)| {
+            d.engine == Engine::Postgres && d.is_table() && options.selection.selects_dataset(d)
+        })
         .map(|(i, _)| i)
         .collect();
     let post = PostData::read(archive, &meta.post_data_member, options).await?;
@@ -490,7 +496,7 @@ async fn refuse_overwriting(
         refuse_source(admin, target, source).await?;
     }
     if options.existing == ExistingTarget::Replace && database_exists(admin, target).await? {
-        refuse_losing_unarchived_tables(archive, target, meta).await?;
+        refuse_losing_unarchived_tables(archive, target, meta, &options.selection).await?;
     }
     Ok(())
 }
@@ -502,8 +508,9 @@ async fn refuse_losing_unarchived_tables(
     archive: &VerifiedArchive,
     target: &PgTarget,
     meta: &PgArchiveMeta,
+    selection: &Selection,
 ) -> Result<()> {
-    if meta.excluded_tables.is_empty() {
+    if meta.excluded_tables.is_empty() && selection.is_everything() {
         return Ok(());
     }
     let client = target.connect().await?;
@@ -511,7 +518,7 @@ async fn refuse_losing_unarchived_tables(
         .manifest()
         .datasets
         .iter()
-        .filter(|d| d.engine == Engine::Postgres)
+        .filter(|d| d.engine == Engine::Postgres && selection.selects_dataset(d))
         .map(|d| format!("{}.{}", d.namespace, d.name))
         .collect();
     let lost: Vec<String> = inspect::list_tables(&client)
@@ -524,8 +531,8 @@ async fn refuse_losing_unarchived_tables(
         return Ok(());
     }
     Err(Error::Refused(format!(
-        "refusing --mode replace of {}: the archive holds only some tables (the backup used \
-         --include/--exclude), and replacing drops the whole database, so these tables would be \
+        "refusing --mode replace of {}: only some tables are restored (the backup or this \
+         restore used --include/--exclude), and replacing drops the whole database, so these tables would be \
          emptied or lost: {}. Restore into another database, or drop them first if that is intended",
         target.describe(),
         lost.join(", ")

@@ -25,6 +25,7 @@ use tokio_postgres::Client;
 
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
+use crate::archive::selection::Selection;
 use crate::archive::Dataset;
 use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::describe_error;
@@ -38,7 +39,7 @@ use crate::postgres::PgTarget;
 use crate::verify::{Kind, TargetCheck};
 
 /// How much to compare.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// Connections reading tables at once.
     pub jobs: usize,
@@ -49,6 +50,9 @@ pub struct VerifyOptions {
     /// Privileges were restored too (`--keep-owner --keep-privileges`): compare large objects'
     /// ACLs.
     pub privileges: bool,
+    /// The tables a scoped restore loaded (`restore --include/--exclude`); the others' rows
+    /// are not compared.
+    pub selection: Selection,
 }
 
 /// Compares `target` with the archive's PostgreSQL part. Errors only when the target cannot be
@@ -90,7 +94,11 @@ pub async fn verify_target(
         None => check.checked(),
     }
 
-    let datasets: Vec<&Dataset> = archive.manifest().tables_of(Engine::Postgres).collect();
+    let datasets: Vec<&Dataset> = archive
+        .manifest()
+        .tables_of(Engine::Postgres)
+        .filter(|d| options.selection.selects_dataset(d))
+        .collect();
     check.objects = datasets.len();
     let present: HashSet<(String, String)> = inspect::list_tables(&catalog)
         .await?
@@ -113,7 +121,7 @@ pub async fn verify_target(
             ),
         );
     }
-    for (dataset, found) in read_tables(target, readable, options).await? {
+    for (dataset, found) in read_tables(target, readable, options.clone()).await? {
         compare_table(&mut check, dataset, found, options.deep);
     }
     compare_sequences(&mut check, &meta, &catalog).await?;
