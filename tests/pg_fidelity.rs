@@ -324,7 +324,7 @@ async fn inherited_column_order_is_restored_or_explained() {
         .batch_execute(&format!("CREATE ROLE {role} LOGIN CREATEDB"))
         .await
         .unwrap();
-    let (plain_url, _guard2) = new_target("dbk_order_plain");
+    let (plain_url, plain_guard) = new_target("dbk_order_plain");
     let mut as_role = url::Url::parse(&plain_url).unwrap();
     as_role.set_username(&role).unwrap();
     let (code, report) = restore(dir.path(), &archive, as_role.as_str(), &[]);
@@ -338,13 +338,12 @@ async fn inherited_column_order_is_restored_or_explained() {
         warning.contains("table public.child") && warning.contains("superuser"),
         "{warning}"
     );
-    drop(_guard2);
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE); DROP ROLE {role}",
-            plain_url.rsplit('/').next().unwrap()
-        ))
-        .await;
+    // The role owns the restored database: drop that first (the guard does, now).
+    drop(plain_guard);
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
 }
 
 /// Issue 13, item 4: each kind of object dropped or changed on a restored copy is named by

@@ -179,7 +179,17 @@ pub const RESTORE_MARK_SETTING: &str = "dbkeeper.restore_in_progress";
 /// The unfinished-restore mark of the database `client` is connected to (what restore started,
 /// when), if a restore into it started and did not finish. For verification of a target.
 pub async fn unfinished_restore(client: &Client) -> Result<Option<String>> {
-    let prefix = format!("{RESTORE_MARK_SETTING}=");
+    database_setting(client, RESTORE_MARK_SETTING)
+        .await
+        .map_err(|e| db_error("reading the unfinished-restore mark", &e))
+}
+
+/// A setting made with `ALTER DATABASE ... SET` on the database `client` is connected to.
+async fn database_setting(
+    client: &Client,
+    name: &str,
+) -> std::result::Result<Option<String>, tokio_postgres::Error> {
+    let prefix = format!("{name}=");
     let row = client
         .query_opt(
             "SELECT substr(s, length($1) + 1) \
@@ -189,8 +199,7 @@ pub async fn unfinished_restore(client: &Client) -> Result<Option<String>> {
              WHERE d.datname = current_database() AND r.setrole = 0 AND starts_with(s, $1)",
             &[&prefix],
         )
-        .await
-        .map_err(|e| db_error("reading the unfinished-restore mark", &e))?;
+        .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
@@ -236,19 +245,10 @@ pub struct Kept {
 /// Which of owners and privileges the restore into the database `client` is connected to
 /// applied (neither when it was not restored by dbkeeper).
 pub async fn restore_kept(client: &Client) -> Result<Kept> {
-    let prefix = format!("{RESTORE_KEPT_SETTING}=");
-    let row = client
-        .query_opt(
-            "SELECT substr(s, length($1) + 1) \
-             FROM pg_catalog.pg_db_role_setting r \
-             JOIN pg_catalog.pg_database d ON d.oid = r.setdatabase \
-             CROSS JOIN LATERAL unnest(r.setconfig) AS s \
-             WHERE d.datname = current_database() AND r.setrole = 0 AND starts_with(s, $1)",
-            &[&prefix],
-        )
+    let value = database_setting(client, RESTORE_KEPT_SETTING)
         .await
-        .map_err(|e| db_error("reading what the restore kept", &e))?;
-    let value: String = row.map(|r| r.get(0)).unwrap_or_default();
+        .map_err(|e| db_error("reading what the restore kept", &e))?
+        .unwrap_or_default();
     Ok(Kept {
         owner: value.split(',').any(|v| v == "owner"),
         privileges: value.split(',').any(|v| v == "privileges"),
