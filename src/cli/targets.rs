@@ -41,6 +41,8 @@ pub struct TargetOptions {
     pub renames: Vec<Rename>,
     /// The tables and collections a scoped restore restored; only they are compared.
     pub selection: Selection,
+    /// After `restore --schema-only`: definitions only.
+    pub schema_only: bool,
 }
 
 /// V2 on the given targets, PostgreSQL first.
@@ -56,6 +58,7 @@ pub async fn verify_targets(
             jobs: options.jobs,
             deep: options.deep,
             selection: options.selection.clone(),
+            schema_only: options.schema_only,
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -65,6 +68,7 @@ pub async fn verify_targets(
             deep: options.deep,
             renames: options.renames.clone(),
             selection: options.selection.clone(),
+            schema_only: options.schema_only,
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

@@ -77,6 +77,7 @@ pub async fn run(
             deep: args.deep,
             renames: Vec::new(),
             selection: Default::default(),
+            schema_only: false,
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);

@@ -61,6 +61,9 @@ pub struct RestoreOptions {
     /// The tables whose rows are loaded (`--include`/`--exclude`). The whole schema is restored
     /// either way, as from an archive of only some tables.
     pub selection: Selection,
+    /// `--schema-only`: pre-data and post-data, no rows, sequence values or materialized view
+    /// contents (what `pg_restore --schema-only` leaves out too).
+    pub schema_only: bool,
 }
 
 /// What a restore did.
@@ -328,6 +331,7 @@ async fn restore_into(
         .iter()
         .enumerate()
         .filter(|(_, d)| d.engine == Engine::Postgres && options.selection.selects_dataset(d))
+        .filter(|_| !options.schema_only)
         .map(|(i, _)| i)
         .collect();
     let post = PostData::read(archive, &meta.post_data_member, options).await?;
@@ -347,10 +351,11 @@ async fn restore_into(
     run_serial_post_data(target, &post.member, &plan, &retry).await?;
     timings.post_data = lap(&mut clock);
 
-    let client = target.connect().await?;
-    set_sequences(&client, meta).await?;
-    refresh_matviews(&client, meta).await?;
-    drop(client);
+    if !options.schema_only {
+        let client = target.connect().await?;
+        set_sequences(&client, meta).await?;
+        refresh_matviews(&client, meta).await?;
+    }
     clear_restore_mark(target).await?;
     timings.finish = lap(&mut clock);
 
