@@ -377,6 +377,51 @@ async fn restore_include_and_exclude_scope_tables_and_collections() {
     assert!(names.contains(&"users".to_string()), "{names:?}");
     assert!(!names.contains(&"events".to_string()), "{names:?}");
 
+    // --schema-only: every definition, no rows or documents; V2 checks definitions (exit 0).
+    mongo
+        .db()
+        .await
+        .collection::<Document>("events")
+        .create_index(mongodb::IndexModel::builder().keys(doc! { "n": 1 }).build())
+        .await
+        .unwrap();
+    dbkeeper(work.path())
+        .args(["--pg-url", &pg.url, "--mongo-url", &mongo.url])
+        .args(["backup", "--output", "indexed.dbk.tar"])
+        .assert()
+        .success();
+    let (pg_target, mongo_target) = (absent_pg_db().await, MongoTestDb::create().await);
+    let out = dbkeeper(work.path())
+        .args(["--pg-url", &pg_target.url, "--mongo-url", &mongo_target.url])
+        .args(["restore", "indexed.dbk.tar", "--schema-only", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mongo"]["documents"], 0, "{report}");
+    let client = pg_target.client().await;
+    for table in ["items", "notes"] {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{table}");
+    }
+    let indexes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename IN ('items', 'notes')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 2, "primary keys built");
+    let events = mongo_target.db().await.collection::<Document>("events");
+    assert_eq!(events.count_documents(doc! {}).await.unwrap(), 0);
+    let index_names = events.list_index_names().await.unwrap();
+    assert!(index_names.contains(&"n_1".to_string()), "{index_names:?}");
+
     // A pattern that selects nothing is a usage error, before any database is touched.
     let target = absent_pg_db().await;
     let out = dbkeeper(work.path())

@@ -247,6 +247,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
 
+    /// Only definitions: tables, indexes, constraints, collections with their options and
+    /// indexes, views; no rows, documents or sequence values (as pg_restore --schema-only)
+    #[arg(long)]
+    pub schema_only: bool,
+
     /// What to do with an existing, non-empty target
     #[arg(long, value_enum, default_value_t = RestoreMode::Create)]
     pub mode: RestoreMode,

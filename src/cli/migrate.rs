@@ -439,6 +439,30 @@ impl Move {
     }
 }
 
+impl Move {
+    /// Plans the move on one engine without changing it. Read without the lock, a concurrent
+    /// runner's migration in progress looks dirty: a refused plan is read again holding the
+    /// lock (waiting for that runner, as the run itself would), and only then refuses.
+    async fn check(
+        self,
+        migrator: &mut dyn MigrationEngine,
+        files: &[Migration],
+        lock_timeout: Duration,
+        run: &RunInfo,
+    ) -> Result<RunReport> {
+        match self.run(migrator, files, true, lock_timeout, run).await {
+            Err(Error::Refused(_)) => {
+                migrator.lock(lock_timeout).await?;
+                let again = self.run(migrator, files, true, lock_timeout, run).await;
+                let unlocked = migrator.unlock().await;
+                let plan = again?;
+                unlocked.map(|()| plan)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Opens every selected engine before any of them is changed: an unreachable MongoDB must be
 /// found before the PostgreSQL migrations are applied, not after.
 async fn open_all(ctx: &Context<'_>) -> Result<Vec<(Engine, Box<dyn MigrationEngine>)>> {
@@ -472,15 +496,8 @@ async fn run_moves(
     for (i, &engine) in ctx.engines.iter().enumerate() {
         let checked = async {
             let (_, mut migrator) = ctx.open(engine).await?;
-            let plan = movement
-                .run(
-                    migrator.as_mut(),
-                    ctx.files(engine),
-                    true,
-                    ctx.lock_timeout,
-                    &run,
-                )
-                .await?;
+            let plan = movement.check(migrator.as_mut(), ctx.files(engine), ctx.lock_timeout, &run);
+            let plan = plan.await?;
             Ok::<_, Error>((migrator, plan))
         }
         .await;

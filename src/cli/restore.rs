@@ -150,6 +150,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         keep_privileges: args.keep_privileges,
         overwrite_source: args.overwrite_source,
         selection: selection.clone(),
+        schema_only: args.schema_only,
     };
     let mongo_options = mongo_restore::RestoreOptions {
         jobs,
@@ -160,6 +161,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         renames: renames.clone(),
         overwrite_source: args.overwrite_source,
         selection: selection.clone(),
+        schema_only: args.schema_only,
         ..Default::default()
     };
     if let Some(target) = &pg {
@@ -170,7 +172,8 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     }
 
     let restored = manifest.datasets.iter().filter(|d| {
-        selection.selects_dataset(d)
+        !args.schema_only
+            && selection.selects_dataset(d)
             && match d.engine {
                 Engine::Postgres => pg.is_some(),
                 Engine::Mongo => mongo.is_some(),
@@ -199,6 +202,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             keep_owner: args.keep_owner,
             keep_privileges: args.keep_privileges,
             selection,
+            schema_only: args.schema_only,
         };
         for check in
             targets::verify_targets(&archive, pg.as_ref(), mongo.as_ref(), &options).await?

@@ -45,6 +45,8 @@ pub struct TargetOptions {
     pub keep_privileges: bool,
     /// The tables and collections a scoped restore restored; only they are compared.
     pub selection: Selection,
+    /// After `restore --schema-only`: definitions only.
+    pub schema_only: bool,
 }
 
 /// V2 on the given targets, PostgreSQL first.
@@ -62,6 +64,7 @@ pub async fn verify_targets(
             owners: options.keep_owner,
             privileges: options.keep_privileges,
             selection: options.selection.clone(),
+            schema_only: options.schema_only,
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -71,6 +74,7 @@ pub async fn verify_targets(
             deep: options.deep,
             renames: options.renames.clone(),
             selection: options.selection.clone(),
+            schema_only: options.schema_only,
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

@@ -79,6 +79,7 @@ pub async fn run(
             keep_owner: false,
             keep_privileges: false,
             selection: Default::default(),
+            schema_only: false,
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);

@@ -66,6 +66,8 @@ pub struct RestoreOptions {
     pub overwrite_source: bool,
     /// The collections and views restored (`--include`/`--exclude`, archived names).
     pub selection: Selection,
+    /// `--schema-only`: collections with their options and indexes, and views; no documents.
+    pub schema_only: bool,
 }
 
 impl Default for RestoreOptions {
@@ -77,6 +79,7 @@ impl Default for RestoreOptions {
             batch_bytes: 2 << 20,
             overwrite_source: false,
             selection: Selection::default(),
+            schema_only: false,
         }
     }
 }
@@ -467,14 +470,15 @@ async fn insert_all(
     let mut set = JoinSet::new();
     for _ in 0..workers {
         let (archive, db, queue) = (Arc::clone(archive), db.clone(), Arc::clone(&queue));
-        let batch_bytes = options.batch_bytes;
+        let (batch_bytes, schema_only) = (options.batch_bytes, options.schema_only);
         set.spawn(async move {
             let mut done = Vec::new();
             loop {
                 let Some(item) = queue.lock().expect("restore queue").pop_front() else {
                     return Ok::<_, Error>(done);
                 };
-                done.push(restore_collection(&archive, &db, &item, batch_bytes).await?);
+                let restored = restore_collection(&archive, &db, &item, batch_bytes, schema_only);
+                done.push(restored.await?);
             }
         });
     }
@@ -494,8 +498,15 @@ async fn restore_collection(
     db: &Database,
     item: &Planned,
     batch_bytes: usize,
+    schema_only: bool,
 ) -> Result<RestoredCollection> {
-    let dataset = item.dataset.clone().expect("only collections are queued");
+    let mut dataset = item.dataset.clone().expect("only collections are queued");
+    if schema_only {
+        // No documents: nothing to read, and nothing to count against the manifest.
+        dataset.chunks.clear();
+        dataset.rows = 0;
+        dataset.digest = ContentDigest::new().to_hex();
+    }
     let name = &item.target_name;
     let coll = db.collection::<&RawDocument>(name);
 

@@ -46,6 +46,8 @@ pub struct VerifyOptions {
     pub renames: Vec<Rename>,
     /// The collections and views a scoped restore restored (`--include`/`--exclude`).
     pub selection: Selection,
+    /// After `restore --schema-only`: definitions and indexes only, no document counts.
+    pub schema_only: bool,
 }
 
 /// Compares `target`'s database with the archive's MongoDB dump. Errors only when the server
@@ -90,6 +92,7 @@ pub async fn verify_target(
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..workers {
         let (db, queue, deep, target) = (db.clone(), queue.clone(), options.deep, target.clone());
+        let documents = !options.schema_only;
         set.spawn(async move {
             let mut part = TargetCheck::new(Engine::Mongo, target.describe(), deep);
             loop {
@@ -97,7 +100,7 @@ pub async fn verify_target(
                 let Some((item, info)) = next else {
                     return Ok::<_, Error>(part);
                 };
-                check_one(&mut part, &db, &item, info.as_ref(), deep).await?;
+                check_one(&mut part, &db, &item, info.as_ref(), deep, documents).await?;
             }
         });
     }
@@ -119,6 +122,7 @@ async fn check_one(
     item: &Planned,
     info: Option<&Document>,
     deep: bool,
+    documents: bool,
 ) -> Result<()> {
     let name = format!("{}.{}", db.name(), item.target_name);
     let archived = &item.definition;
@@ -159,8 +163,8 @@ async fn check_one(
         return Ok(());
     }
     compare_specs(check, &name, &archived.specs(), &found.specs());
-    let Some(dataset) = &item.dataset else {
-        return Ok(()); // a view holds no documents
+    let Some(dataset) = item.dataset.as_ref().filter(|_| documents) else {
+        return Ok(()); // a view holds no documents; a schema-only restore restored none
     };
     if deep {
         let digest = inspect::collection_digest(db, &item.target_name).await?;

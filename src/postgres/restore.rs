@@ -67,6 +67,9 @@ pub struct RestoreOptions {
     /// The tables whose rows are loaded (`--include`/`--exclude`). The whole schema is restored
     /// either way, as from an archive of only some tables.
     pub selection: Selection,
+    /// `--schema-only`: pre-data and post-data, no rows, sequence values or materialized view
+    /// contents (what `pg_restore --schema-only` leaves out too).
+    pub schema_only: bool,
 }
 
 /// What a restore did.
@@ -401,6 +404,7 @@ async fn restore_into(
         .filter(|(_, d)| {
             d.engine == Engine::Postgres && d.is_table() && options.selection.selects_dataset(d)
         })
+        .filter(|_| !options.schema_only)
         .map(|(i, _)| i)
         .collect();
     let post = PostData::read(archive, &meta.post_data_member, options).await?;
@@ -414,7 +418,8 @@ async fn restore_into(
         &post.member,
     );
     let blobs = async {
-        if meta.large_objects.is_none() {
+        // Large objects are data: a schema-only restore leaves them out, as pg_restore does.
+        if meta.large_objects.is_none() || options.schema_only {
             return Ok(());
         }
         let client = target.connect().await?;
@@ -434,10 +439,11 @@ async fn restore_into(
     run_serial_post_data(target, &post.member, &plan, &retry).await?;
     timings.post_data = lap(&mut clock);
 
-    let client = target.connect().await?;
-    set_sequences(&client, meta).await?;
-    refresh_matviews(&client, meta).await?;
-    drop(client);
+    if !options.schema_only {
+        let client = target.connect().await?;
+        set_sequences(&client, meta).await?;
+        refresh_matviews(&client, meta).await?;
+    }
     clear_restore_mark(target, options).await?;
     timings.finish = lap(&mut clock);
 

@@ -53,6 +53,9 @@ pub struct VerifyOptions {
     /// The tables a scoped restore loaded (`restore --include/--exclude`); the others' rows
     /// are not compared.
     pub selection: Selection,
+    /// After `restore --schema-only`: definitions only; no rows, sequence values or
+    /// materialized view contents are compared.
+    pub schema_only: bool,
 }
 
 /// Compares `target` with the archive's PostgreSQL part. Errors only when the target cannot be
@@ -121,19 +124,31 @@ pub async fn verify_target(
             ),
         );
     }
+    let readable = if options.schema_only {
+        Vec::new()
+    } else {
+        readable
+    };
     for (dataset, found) in read_tables(target, readable, options.clone()).await? {
         compare_table(&mut check, dataset, found, options.deep);
     }
-    compare_sequences(&mut check, &meta, &catalog).await?;
+    if !options.schema_only {
+        compare_sequences(&mut check, &meta, &catalog).await?;
+    }
     compare_indexes(&mut check, &meta, &catalog).await?;
-    compare_matviews(&mut check, &meta, &catalog).await?;
+    if !options.schema_only {
+        compare_matviews(&mut check, &meta, &catalog).await?;
+    }
     compare_schema(&mut check, &meta, &catalog).await?;
     let blobs = large_objects::CompareOptions {
         deep: options.deep,
         owners: options.owners,
         privileges: options.owners && options.privileges,
     };
-    large_objects::compare(&mut check, meta.large_objects.as_ref(), &catalog, blobs).await?;
+    // Large objects are data: a schema-only restore leaves them out, as pg_restore does.
+    if !options.schema_only {
+        large_objects::compare(&mut check, meta.large_objects.as_ref(), &catalog, blobs).await?;
+    }
     check.sort();
     check.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     Ok(check)
