@@ -63,6 +63,9 @@ pub struct RestoreOptions {
     pub batch_bytes: usize,
     /// Allow restoring onto the database the archive was taken from (`--overwrite-source`).
     pub overwrite_source: bool,
+    /// Masks applied to documents on their way into the target (`--mask`), by archive
+    /// collection name.
+    pub mask: Option<Arc<crate::mask::MongoMask>>,
 }
 
 impl Default for RestoreOptions {
@@ -73,6 +76,7 @@ impl Default for RestoreOptions {
             renames: Vec::new(),
             batch_bytes: 2 << 20,
             overwrite_source: false,
+            mask: None,
         }
     }
 }
@@ -441,13 +445,18 @@ async fn insert_all(
     for _ in 0..workers {
         let (archive, db, queue) = (Arc::clone(archive), db.clone(), Arc::clone(&queue));
         let batch_bytes = options.batch_bytes;
+        let mask = options.mask.clone();
         set.spawn(async move {
             let mut done = Vec::new();
             loop {
                 let Some(item) = queue.lock().expect("restore queue").pop_front() else {
                     return Ok::<_, Error>(done);
                 };
-                done.push(restore_collection(&archive, &db, &item, batch_bytes).await?);
+                let mask = item
+                    .dataset
+                    .as_ref()
+                    .and_then(|d| mask.as_ref()?.collection(&d.name).cloned());
+                done.push(restore_collection(&archive, &db, &item, batch_bytes, mask).await?);
             }
         });
     }
@@ -467,17 +476,29 @@ async fn restore_collection(
     db: &Database,
     item: &Planned,
     batch_bytes: usize,
+    mask: Option<Arc<crate::mask::document::CollectionMask>>,
 ) -> Result<RestoredCollection> {
     let dataset = item.dataset.clone().expect("only collections are queued");
     let name = &item.target_name;
     let coll = db.collection::<&RawDocument>(name);
 
-    // Decompress on the blocking pool, one chunk ahead of the inserts: at most two decoded
-    // chunks per worker exist at any time.
+    // Decompress (and mask) on the blocking pool, one chunk ahead of the inserts: at most two
+    // decoded chunks per worker exist at any time.
     let dataset = Arc::new(dataset);
     let decode = |index: usize| {
-        let (archive, dataset) = (Arc::clone(archive), Arc::clone(&dataset));
-        tokio::task::spawn_blocking(move || archive.read_chunk(&dataset, &dataset.chunks[index]))
+        let (archive, dataset, mask) = (Arc::clone(archive), Arc::clone(&dataset), mask.clone());
+        tokio::task::spawn_blocking(move || {
+            let chunk = &dataset.chunks[index];
+            let decoded = archive.read_chunk(&dataset, chunk)?;
+            match mask {
+                Some(mask) => crate::mask::mask_chunk(
+                    crate::mask::ChunkMask::Collection(&mask),
+                    decoded,
+                    &chunk.member,
+                ),
+                None => Ok(decoded),
+            }
+        })
     };
     let mut digest = ContentDigest::new();
     let mut inserted = 0u64;

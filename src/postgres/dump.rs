@@ -56,6 +56,8 @@ pub struct DumpOptions {
     /// Glob patterns on `schema.table` (or `table`); empty means every table.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// `--mask`: rows are masked before they are compressed into the archive.
+    pub mask: Option<Arc<crate::mask::Rules>>,
 }
 
 /// What the manifest's `engines.postgres` entry holds.
@@ -100,6 +102,7 @@ pub struct PgDump {
     encoding: String,
     split_tables: bool,
     options: DumpOptions,
+    mask: Option<Arc<crate::mask::PgMask>>,
 }
 
 /// What a finished dump contributes to the manifest.
@@ -143,6 +146,13 @@ impl PgDump {
             .into_iter()
             .partition(|t| filter.selects(t));
         lock_tables(&leader, &tables).await?;
+        // Rules are checked against the snapshot's catalog before anything is written.
+        let mask = match &options.mask {
+            Some(rules) => Some(Arc::new(
+                crate::postgres::mask_schema::plan_live(&leader, &tables, rules).await?,
+            )),
+            None => None,
+        };
 
         let source = Source {
             engine: Engine::Postgres,
@@ -167,12 +177,18 @@ impl PgDump {
             encoding,
             split_tables: major >= TID_RANGE_SCAN_MAJOR,
             options,
+            mask,
         })
     }
 
     /// The source as the archive header records it.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// The masks `--mask` applies (their counts grow while the dump runs).
+    pub fn mask(&self) -> Option<Arc<crate::mask::PgMask>> {
+        self.mask.clone()
     }
 
     /// The tables whose rows will be dumped.
@@ -215,6 +231,7 @@ impl PgDump {
             tables.clone(),
             &self.options,
             self.split_tables,
+            self.mask.clone(),
             &sender,
         );
         let (post, results) = tokio::try_join!(schema, data)?;
@@ -385,6 +402,7 @@ struct CopyJob {
     sender: MemberSender,
     compression_level: u32,
     chunk_bytes: usize,
+    mask: Option<Arc<crate::mask::PgMask>>,
 }
 
 async fn copy_all_tables(
@@ -393,6 +411,7 @@ async fn copy_all_tables(
     tables: Arc<Vec<TableInfo>>,
     options: &DumpOptions,
     split: bool,
+    mask: Option<Arc<crate::mask::PgMask>>,
     sender: &MemberSender,
 ) -> Result<Vec<TableAcc>> {
     let jobs = options.jobs.max(1);
@@ -406,6 +425,7 @@ async fn copy_all_tables(
         sender: sender.clone(),
         compression_level: options.compression_level,
         chunk_bytes: options.chunk_bytes,
+        mask,
     });
     let mut handles = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -571,7 +591,19 @@ async fn cut_chunk(
         )
     };
     let level = job.compression_level;
+    let info = &job.tables[table];
+    let mask = job
+        .mask
+        .as_ref()
+        .and_then(|m| m.table(&info.schema, &info.name))
+        .cloned();
     Ok(Some(tokio::task::spawn_blocking(move || {
+        let raw = match mask {
+            Some(mask) => {
+                crate::mask::mask_raw_chunk(crate::mask::ChunkMask::Table(&mask), raw, &name)?
+            }
+            None => raw,
+        };
         raw.compress(name, level)
     })))
 }

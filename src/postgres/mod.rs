@@ -7,6 +7,7 @@ pub mod dump;
 pub mod fingerprint;
 pub mod inspect;
 mod lexer;
+pub mod mask_schema;
 pub mod migrate;
 pub mod restore;
 pub mod script;
