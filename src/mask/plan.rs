@@ -494,7 +494,7 @@ mod tests {
         let err = plan_postgres(&r, &tables, &fks).unwrap_err();
         assert_eq!(err.exit_code(), crate::ExitCode::Refused);
         assert!(err.to_string().contains("public.customers.phone"), "{err}");
-        let err = plan_mongo(&r, &[users.clone()]).unwrap_err();
+        let err = plan_mongo(&r, std::slice::from_ref(&users)).unwrap_err();
         assert_eq!(err.exit_code(), crate::ExitCode::Refused);
         let text = err.to_string();
         assert!(
