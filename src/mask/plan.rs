@@ -38,6 +38,9 @@ pub struct PgTableShape {
     pub schema: String,
     pub name: String,
     pub columns: Vec<PgColumn>,
+    /// dbkeeper's own migration bookkeeping (names of migrations, no personal data): not
+    /// subject to the fail-closed check; rules may still mask it.
+    pub bookkeeping: bool,
 }
 
 /// `table(columns) REFERENCES referenced(referenced_columns)`.
@@ -56,6 +59,8 @@ pub struct MongoCollectionShape {
     pub name: String,
     pub known_paths: BTreeSet<String>,
     pub required_paths: BTreeSet<String>,
+    /// dbkeeper's own migration bookkeeping: not subject to the fail-closed check.
+    pub bookkeeping: bool,
 }
 
 pub use crate::archive::manifest::MaskedField as AppliedRule;
@@ -195,7 +200,7 @@ pub fn plan_postgres(
             let place = format!("{}.{}.{}", table.schema, table.name, column.name);
             let Some((transform, inherited)) = effective.get(&(key.clone(), column.name.clone()))
             else {
-                if looks_personal(&column.name) {
+                if looks_personal(&column.name) && !table.bookkeeping {
                     problems.unruled.push(place);
                 }
                 continue;
@@ -329,7 +334,7 @@ pub fn plan_mongo(rules: &Rules, collections: &[MongoCollectionShape]) -> Result
                 .range(format!("{path}.")..)
                 .next()
                 .is_some_and(|p| p.starts_with(&format!("{path}.")));
-            if is_leaf && path != "_id" && looks_personal(path) && !covered(path) {
+            if is_leaf && !shape.bookkeeping && looks_personal(path) && !covered(path) {
                 problems.unruled.push(format!("{}.{path}", shape.name));
             }
         }
@@ -392,6 +397,7 @@ mod tests {
                     not_null: *nn,
                 })
                 .collect(),
+            bookkeeping: false,
         }
     }
 
@@ -486,6 +492,7 @@ mod tests {
             .map(String::from)
             .into(),
             required_paths: ["profile"].map(String::from).into(),
+            bookkeeping: false,
         };
         let r = rules(
             &[("public.customers", "email", "email")],

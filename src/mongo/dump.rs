@@ -253,6 +253,7 @@ async fn plan_mask(
     {
         let mut shape = crate::mask::plan::MongoCollectionShape {
             name: definition.name.clone(),
+            bookkeeping: crate::mongo::mask_schema::is_bookkeeping(&definition.name),
             ..Default::default()
         };
         if let Some(validator) = definition.validator() {

@@ -23,6 +23,7 @@ pub fn plan(archive: &Arc<VerifiedArchive>, rules: &Rules) -> Result<MongoMask> 
         let Some(dataset) = dataset else { continue };
         let mut shape = MongoCollectionShape {
             name: definition.name.clone(),
+            bookkeeping: crate::mongo::mask_schema::is_bookkeeping(&definition.name),
             ..Default::default()
         };
         if let Some(validator) = definition.validator() {
@@ -43,4 +44,11 @@ pub fn plan(archive: &Arc<VerifiedArchive>, rules: &Rules) -> Result<MongoMask> 
         shapes.push(shape);
     }
     crate::mask::plan::plan_mongo(rules, &shapes)
+}
+
+/// dbkeeper's own migration collections: no personal data, so not subject to fail-closed.
+pub fn is_bookkeeping(collection: &str) -> bool {
+    use crate::mongo::migrate::history::{AUDIT_COLLECTION, HISTORY_COLLECTION};
+    use crate::mongo::migrate::lease::LOCK_COLLECTION;
+    [HISTORY_COLLECTION, AUDIT_COLLECTION, LOCK_COLLECTION].contains(&collection)
 }
