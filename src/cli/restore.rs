@@ -161,10 +161,19 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         .collect();
 
     // Rules are checked against the archive before any target is touched.
-    let masks = match &args.mask {
-        Some(path) => Some(Masks::plan(&archive, path, pg.is_some(), mongo.is_some())?),
-        None => None,
-    };
+    let masks =
+        match args.mask.clone() {
+            Some(path) => {
+                // Reads schema members and each collection's first chunk: off the async workers.
+                let (archive, pg, mongo) = (archive.clone(), pg.is_some(), mongo.is_some());
+                let planned =
+                    tokio::task::spawn_blocking(move || Masks::plan(&archive, &path, pg, mongo));
+                Some(planned.await.map_err(|e| {
+                    Error::io("checking the masking rules", std::io::Error::other(e))
+                })??)
+            }
+            None => None,
+        };
     let pg_options = RestoreOptions {
         jobs,
         existing: match args.mode {

@@ -477,6 +477,21 @@ mod tests {
     }
 
     #[test]
+    fn migration_bookkeeping_needs_no_rule() {
+        let mut history = table(
+            "refinery_schema_history",
+            &[("version", "integer", true), ("name", "text", false)],
+        );
+        let r = rules(&[], &[]);
+        assert!(plan_postgres(&r, std::slice::from_ref(&history), &[]).is_err());
+        history.bookkeeping = true;
+        assert!(plan_postgres(&r, &[history], &[])
+            .unwrap()
+            .applied()
+            .is_empty());
+    }
+
+    #[test]
     fn unruled_personal_columns_and_fields_are_refused_with_exit_4() {
         let (tables, fks) = shop();
         let users = MongoCollectionShape {
