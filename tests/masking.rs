@@ -22,10 +22,11 @@ async fn seed(pg: &PgTestDb, mongo: &MongoTestDb) {
     pg.client()
         .await
         .batch_execute(&format!(
-            r"CREATE TABLE customers (
+            r"CREATE DOMAIN person_name AS varchar(120) CHECK (length(VALUE) > 0);
+              CREATE TABLE customers (
                   id serial PRIMARY KEY,
                   email text NOT NULL UNIQUE CHECK (email ~ '^[^@\s]+@[^@\s]+$'),
-                  full_name text NOT NULL,
+                  full_name person_name NOT NULL,
                   phone text,
                   plan text NOT NULL);
               CREATE TABLE orders (

@@ -51,9 +51,14 @@ pub fn plan(archive: &Arc<VerifiedArchive>, rules: &Rules) -> Result<PgMask> {
 pub async fn plan_live(client: &Client, tables: &[TableInfo], rules: &Rules) -> Result<PgMask> {
     let rows = client
         .query(
+            // A domain column masks as its base type (an e-mail domain over text is text).
             "SELECT n.nspname, c.relname, a.attname, \
-                    pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull \
+                    CASE WHEN t.typtype = 'd' \
+                         THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) \
+                         ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END, \
+                    a.attnotnull \
              FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')",
@@ -137,9 +142,11 @@ fn table_shape(
     }
 }
 
-/// The columns of every `CREATE TABLE` with a column list in a pg_dump pre-data script.
+/// The columns of every `CREATE TABLE` with a column list in a pg_dump pre-data script; a
+/// column of a domain type gets the domain's base type.
 pub fn declared_columns(pre_data: &str) -> BTreeMap<(String, String), Vec<PgColumn>> {
     let mut out = BTreeMap::new();
+    let domains = domain_types(pre_data);
     for statement in script::statements(pre_data) {
         if statement.kind != Some("TABLE") {
             continue;
@@ -182,13 +189,51 @@ pub fn declared_columns(pre_data: &str) -> BTreeMap<(String, String), Vec<PgColu
             .filter_map(|m| rest.find(m))
             .min()
             .unwrap_or(rest.len());
+            let type_name = rest[..end].trim();
             columns.push(PgColumn {
                 name,
-                type_name: rest[..end].trim().to_string(),
+                type_name: domains
+                    .get(type_name)
+                    .map_or(type_name, String::as_str)
+                    .to_string(),
                 not_null: rest.contains(" NOT NULL") || rest.starts_with("NOT NULL"),
             });
         }
         out.insert((schema, table), columns);
+    }
+    out
+}
+
+/// `CREATE DOMAIN schema.name AS type` statements: the domain as columns name it
+/// (`schema.name`, as pg_dump writes it) and its base type.
+fn domain_types(pre_data: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for statement in script::statements(pre_data) {
+        if statement.kind != Some("DOMAIN") {
+            continue;
+        }
+        let Some(line) = statement
+            .sql
+            .lines()
+            .find(|l| l.trim_start().starts_with("CREATE DOMAIN "))
+        else {
+            continue;
+        };
+        if let Some((name, base)) = line.trim()["CREATE DOMAIN ".len()..].split_once(" AS ") {
+            let base = base.trim().trim_end_matches(';');
+            let end = [
+                " DEFAULT ",
+                " COLLATE ",
+                " CONSTRAINT ",
+                " NOT NULL",
+                " CHECK ",
+            ]
+            .iter()
+            .filter_map(|m| base.find(m))
+            .min()
+            .unwrap_or(base.len());
+            out.insert(name.trim().to_string(), base[..end].trim().to_string());
+        }
     }
     out
 }
@@ -282,13 +327,17 @@ mod tests {
 
     #[test]
     fn columns_and_foreign_keys_come_from_pg_dump_scripts() {
-        let pre = "--\n-- Name: customers; Type: TABLE; Schema: public; Owner: x\n--\n\n\
+        let pre = "--\n-- Name: address; Type: DOMAIN; Schema: public; Owner: x\n--\n\n\
+            CREATE DOMAIN public.address AS character varying(200)\n\tCONSTRAINT a CHECK \
+            ((VALUE <> ''::text));\n\n\
+            --\n-- Name: customers; Type: TABLE; Schema: public; Owner: x\n--\n\n\
             CREATE TABLE public.customers (\n    id bigint NOT NULL,\n    \"E-mail\" character \
             varying(80) DEFAULT 'a, b'::character varying NOT NULL,\n    phone text,\n    \
-            CONSTRAINT c CHECK ((id > 0))\n);\n";
+            home public.address,\n    CONSTRAINT c CHECK ((id > 0))\n);\n";
         let columns = declared_columns(pre);
         let cols = &columns[&("public".to_string(), "customers".to_string())];
-        assert_eq!(cols.len(), 3);
+        assert_eq!(cols.len(), 4);
+        assert_eq!(cols[3].type_name, "character varying(200)");
         assert_eq!(cols[1].name, "E-mail");
         assert_eq!(cols[1].type_name, "character varying(80)");
         assert!(cols[0].not_null && cols[1].not_null && !cols[2].not_null);
