@@ -153,10 +153,11 @@ PG_DB=$DEMO_ID
 PG_RESTORED_DB="${DEMO_ID}_restored"
 MONGO_DB=$DEMO_ID
 MONGO_RESTORED_DB="${DEMO_ID}_restored"
+MASKED_DB="${DEMO_ID}_masked"
 # Registered before creation so cleanup drops them whatever happens next
 # (dropping is IF EXISTS / a no-op for names never created).
-PG_DBS=("$PG_DB" "$PG_RESTORED_DB")
-MONGO_DBS=("$MONGO_DB" "$MONGO_RESTORED_DB")
+PG_DBS=("$PG_DB" "$PG_RESTORED_DB" "$MASKED_DB")
+MONGO_DBS=("$MONGO_DB" "$MONGO_RESTORED_DB" "$MASKED_DB")
 
 printf '+ psql -c "CREATE DATABASE %s"\n' "$PG_DB"
 "$PSQL" -q -X -d "$DBKEEPER_TEST_PG_URL" -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\""
@@ -221,6 +222,40 @@ dbkeeper restore "$ARCHIVE" --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_REST
 
 step "prove the restore: counts, sequences, indexes, validators, schema and every row's content"
 dbkeeper verify "$ARCHIVE" --deep --pg-url "$PG_RESTORED_URL" --mongo-url "$MONGO_RESTORED_URL"
+
+step "restore a masked copy for a test environment (docs/masking.md): same key, same stand-ins in both engines"
+MASK_DIR="$DBKEEPER_ROOT/target/demo-mask"
+mkdir -p "$MASK_DIR"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$MASK_DIR/mask.key"
+cat >"$MASK_DIR/mask.toml" <<'TOML'
+key_file = "mask.key"
+
+[postgres."public.customers"]
+email = "email"
+full_name = "name"
+
+[postgres."public.products"]
+name = "keep"
+
+[postgres."public.warehouses"]
+city = "keep"
+
+[mongo.users]
+email = "email"
+display_name = "name"
+phone = "null"
+
+[mongo.products]
+name = "keep"
+TOML
+printf '+ cat %s\n' "$MASK_DIR/mask.toml"
+cat "$MASK_DIR/mask.toml"
+MASKED_PG_URL=$(url_with_db "$DBKEEPER_TEST_PG_URL" "$MASKED_DB")
+MASKED_MONGO_URL=$(url_with_db "$DBKEEPER_TEST_MONGO_URL" "$MASKED_DB")
+dbkeeper restore "$ARCHIVE" --mask "$MASK_DIR/mask.toml" --pg-url "$MASKED_PG_URL" --mongo-url "$MASKED_MONGO_URL"
+printf '+ psql: customer 1 before (production) and after (masked copy)\n'
+"$PSQL" -X -d "$DBKEEPER_PG_URL" -c "SELECT id, email, full_name FROM customers WHERE id = 1"
+"$PSQL" -X -d "$MASKED_PG_URL" -c "SELECT id, email, full_name FROM customers WHERE id = 1"
 
 step "roll the newest migration back on both engines (down scripts captured at apply time)"
 dbkeeper migrate down --steps 1

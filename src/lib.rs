@@ -12,6 +12,7 @@ pub mod config;
 pub mod dirlock;
 pub mod error;
 pub mod faultpoint;
+pub mod mask;
 pub mod migrate;
 pub mod mongo;
 pub mod postgres;

@@ -76,6 +76,9 @@ pub struct Manifest {
     /// materialized views; MongoDB: metadata members). Keyed by [`Engine::as_str`].
     #[serde(default)]
     pub engines: BTreeMap<String, serde_json::Value>,
+    /// Present when the archive was written by `backup --mask`: it holds masked values only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masking: Option<MaskingRecord>,
 }
 
 impl Manifest {
@@ -91,6 +94,7 @@ impl Manifest {
             members: Vec::new(),
             datasets: Vec::new(),
             engines: BTreeMap::new(),
+            masking: None,
         }
     }
 
@@ -163,4 +167,29 @@ pub struct ChunkEntry {
     pub raw_bytes: u64,
     pub size: u64,
     pub sha256: String,
+}
+
+/// What the manifest of a masked archive records: which rules were applied, by name and
+/// transform kind only (never the key, nor anything derived from a value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskingRecord {
+    /// The rules file's name (not its path, which can say whose machine it was on).
+    pub rules_file: String,
+    pub fields: Vec<MaskedField>,
+}
+
+/// One masked column or field, with how many values its rule changed in the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedField {
+    pub engine: Engine,
+    /// `schema.table` or the collection.
+    pub dataset: String,
+    /// Column, or dotted field path.
+    pub field: String,
+    pub transform: String,
+    /// The column whose rule this one took over along a foreign key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherited_from: Option<String>,
+    #[serde(default)]
+    pub changed: u64,
 }

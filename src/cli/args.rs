@@ -212,6 +212,10 @@ pub struct BackupArgs {
     /// Uncompressed bytes per chunk (for tests and tuning; the default was measured)
     #[arg(long, value_name = "BYTES", hide = true)]
     pub chunk_bytes: Option<usize>,
+
+    /// Write masked values only, by this rules file (docs/masking.md)
+    #[arg(long, value_name = "RULES")]
+    pub mask: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -293,6 +297,10 @@ pub struct RestoreArgs {
     /// New collection name for the matching --ns-from (`*` takes what the pattern's `*` matched)
     #[arg(long, value_name = "NAME")]
     pub ns_to: Vec<String>,
+
+    /// Mask personal data on its way into the target with this rules file (docs/masking.md)
+    #[arg(long, value_name = "RULES")]
+    pub mask: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,18 +7,21 @@
 use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
+use dbkeeper::archive::manifest::MaskingRecord;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{catalog, pipeline, Header, Manifest, ARCHIVE_SUFFIX, PARTIAL_SUFFIX};
 use dbkeeper::config::Settings;
 use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::{Error, Result};
+use dbkeeper::mask::{MongoMask, PgMask};
 use dbkeeper::mongo::dump::{self as mongo_dump, DumpSummary};
 use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::dump::{DumpOptions, PgArchiveMeta, PgDump, ENGINE_KEY};
@@ -43,6 +46,9 @@ struct BackupReport {
     /// `--prune`: what retention deleted afterwards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pruned: Option<Vec<String>>,
+    /// `--mask`: the rules applied (also recorded in the manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masking: Option<MaskingRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +108,7 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
         exclude: Vec::new(),
         prune: false,
         chunk_bytes: None,
+        mask: None,
     };
     let report = perform(args, settings).await?;
     let path = PathBuf::from(&report.archive);
@@ -152,6 +159,10 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         // Checked now, not after a long dump: the run would otherwise fail at the very end.
         super::list::configured_policy(settings)?;
     }
+    let rules = match &args.mask {
+        Some(path) => Some(std::sync::Arc::new(dbkeeper::mask::Rules::load(path)?)),
+        None => None,
+    };
     let started = Instant::now();
     let created_at = Utc::now();
     let destination = destination(args.output.as_deref(), settings, created_at)?;
@@ -177,6 +188,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
+                mask: rules.clone(),
             };
             Some(PgDump::begin(&target, options).await?)
         }
@@ -192,6 +204,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
+                mask: rules.clone(),
                 ..Default::default()
             };
             Some(mongo_dump::prepare(&target, &options).await?)
@@ -226,12 +239,29 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         None
     };
     progress::start("backup", progress::Totals::estimated(estimate));
+    let masks = (
+        postgres.as_ref().and_then(PgDump::mask),
+        mongo.as_ref().and_then(mongo_dump::PreparedDump::mask),
+    );
+    let masking = |masks: &(Option<Arc<PgMask>>, Option<Arc<MongoMask>>)| {
+        let path = args.mask.as_deref()?;
+        let mut fields = masks.0.as_ref().map(|m| m.applied()).unwrap_or_default();
+        fields.extend(masks.1.as_ref().map(|m| m.applied()).unwrap_or_default());
+        Some(MaskingRecord {
+            rules_file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            fields,
+        })
+    };
     let dumps = Dumps { postgres, mongo };
 
     let (manifest, mongo_summary, path, bytes) = match &destination {
         Destination::File(path) => {
             let writer = ArchiveWriter::create_file(path, &header)?;
             let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
+            manifest.masking = masking(&masks);
             let (path, manifest) = blocking(move || {
                 dbkeeper::faultpoint::pause("manifest");
                 writer.finish_file(&mut manifest).map(|p| (p, manifest))
@@ -244,6 +274,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
             let out = CountingWriter::new(BufWriter::with_capacity(1 << 20, std::io::stdout()));
             let writer = ArchiveWriter::new(out, &header, "stdout".into())?;
             let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
+            manifest.masking = masking(&masks);
             let (out, manifest) =
                 blocking(move || writer.finish(&mut manifest).map(|w| (w, manifest))).await?;
             (manifest, mongo, "-".to_string(), out.count)
@@ -281,6 +312,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         }),
         mongo: mongo_summary,
         pruned,
+        masking: manifest.masking.clone(),
     };
     Ok(report)
 }
@@ -324,8 +356,17 @@ fn summary_line(report: &BackupReport) -> String {
         Some(p) => format!("; pruned {} old archive(s)", p.len()),
         None => String::new(),
     };
+    let masked = match &report.masking {
+        Some(m) => format!(
+            "; masked by {}: {} column(s)/field(s), {} value(s) changed",
+            m.rules_file,
+            m.fields.len(),
+            m.fields.iter().map(|f| f.changed).sum::<u64>()
+        ),
+        None => String::new(),
+    };
     format!(
-        "backup: {} -> {} ({}) in {:.1}s{pruned}",
+        "backup: {} -> {} ({}) in {:.1}s{pruned}{masked}",
         parts.join("; "),
         report.archive,
         human_bytes(report.bytes),

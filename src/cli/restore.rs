@@ -16,6 +16,7 @@ use serde::Serialize;
 use dbkeeper::archive::catalog;
 use dbkeeper::archive::reader::{VerifiedArchive, STDIN_ARCHIVE};
 use dbkeeper::archive::selection::Selection;
+use dbkeeper::archive::manifest::{MaskedField, MaskingRecord};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
@@ -44,6 +45,63 @@ struct Report {
     mongo: Option<MongoReport>,
     /// Engines in the archive that were not restored because no target was configured.
     not_restored: Vec<Engine>,
+    /// `--mask`: what was masked on the way in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masking: Option<MaskReport>,
+    /// The archive itself was written masked (`backup --mask`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive_masking: Option<MaskingRecord>,
+}
+
+#[derive(Serialize)]
+struct MaskReport {
+    rules_file: String,
+    fields: Vec<MaskedField>,
+    /// Why `--deep` compared no content digests: the archive's digests are of the originals.
+    content_digests: &'static str,
+}
+
+/// The masks of a `--mask` restore, checked against the archive before anything is touched.
+struct Masks {
+    rules_file: String,
+    pg: Option<Arc<dbkeeper::mask::PgMask>>,
+    mongo: Option<Arc<dbkeeper::mask::MongoMask>>,
+}
+
+impl Masks {
+    fn plan(
+        archive: &Arc<VerifiedArchive>,
+        path: &std::path::Path,
+        pg: bool,
+        mongo: bool,
+    ) -> Result<Masks> {
+        let rules = dbkeeper::mask::Rules::load(path)?;
+        Ok(Masks {
+            rules_file: path.display().to_string(),
+            pg: match pg {
+                true => Some(Arc::new(dbkeeper::postgres::mask_schema::plan(
+                    archive, &rules,
+                )?)),
+                false => None,
+            },
+            mongo: match mongo {
+                true => Some(Arc::new(dbkeeper::mongo::mask_schema::plan(
+                    archive, &rules,
+                )?)),
+                false => None,
+            },
+        })
+    }
+
+    fn report(&self) -> MaskReport {
+        let mut fields = self.pg.as_ref().map(|m| m.applied()).unwrap_or_default();
+        fields.extend(self.mongo.as_ref().map(|m| m.applied()).unwrap_or_default());
+        MaskReport {
+            rules_file: self.rules_file.clone(),
+            fields,
+            content_digests: "not compared: the archive's digests are of the unmasked values",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -140,6 +198,20 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             archive.path().display()
         )));
     }
+    // Rules are checked against the archive before any target is touched.
+    let masks =
+        match args.mask.clone() {
+            Some(path) => {
+                // Reads schema members and each collection's first chunk: off the async workers.
+                let (archive, pg, mongo) = (archive.clone(), pg.is_some(), mongo.is_some());
+                let planned =
+                    tokio::task::spawn_blocking(move || Masks::plan(&archive, &path, pg, mongo));
+                Some(planned.await.map_err(|e| {
+                    Error::io("checking the masking rules", std::io::Error::other(e))
+                })??)
+            }
+            None => None,
+        };
     let pg_options = RestoreOptions {
         jobs,
         existing: match args.mode {
@@ -151,6 +223,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         overwrite_source: args.overwrite_source,
         selection: selection.clone(),
         schema_only: args.schema_only,
+        mask: masks.as_ref().and_then(|m| m.pg.clone()),
     };
     let mongo_options = mongo_restore::RestoreOptions {
         jobs,
@@ -162,6 +235,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         overwrite_source: args.overwrite_source,
         selection: selection.clone(),
         schema_only: args.schema_only,
+        mask: masks.as_ref().and_then(|m| m.mongo.clone()),
         ..Default::default()
     };
     if let Some(target) = &pg {
@@ -197,7 +271,9 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     if !args.no_verify {
         let options = TargetOptions {
             jobs,
-            deep: args.deep,
+            // Masked rows cannot match the digests of the originals; counts, sequences,
+            // indexes and validators still verify.
+            deep: args.deep && masks.is_none(),
             renames,
             keep_owner: args.keep_owner,
             keep_privileges: args.keep_privileges,
@@ -225,6 +301,8 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             verify: mongo_verify,
         }),
         not_restored,
+        masking: masks.as_ref().map(Masks::report),
+        archive_masking: manifest.masking.clone(),
     };
     let checks: Vec<&TargetCheck> = [
         report.postgres.as_ref().and_then(|r| r.verify.as_ref()),
@@ -349,6 +427,31 @@ fn print_human(report: &Report) {
     }
     for engine in &report.not_restored {
         println!("note: the archive's {engine} data was not restored (no target configured)");
+    }
+    if let Some(masking) = &report.archive_masking {
+        println!(
+            "note: the archive is masked (written by backup --mask with {}: {} field(s))",
+            masking.rules_file,
+            masking.fields.len()
+        );
+    }
+    if let Some(masking) = &report.masking {
+        println!(
+            "masked with {}: {} column(s) and field(s); content digests {}",
+            masking.rules_file,
+            masking.fields.len(),
+            masking.content_digests
+        );
+        for field in &masking.fields {
+            let via = match &field.inherited_from {
+                Some(from) => format!(", same as {from} by foreign key"),
+                None => String::new(),
+            };
+            println!(
+                "  {}.{} ({}{via}): {} value(s) changed",
+                field.dataset, field.field, field.transform, field.changed
+            );
+        }
     }
 }
 

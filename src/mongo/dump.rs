@@ -60,6 +60,8 @@ pub struct DumpOptions {
     /// collections are read one after another (no snapshot history is pinned on the server
     /// while a long dump runs), and the manifest says so.
     pub snapshot_reads: bool,
+    /// `--mask`: documents are masked before they are compressed into the archive.
+    pub mask: Option<Arc<crate::mask::Rules>>,
 }
 
 impl Default for DumpOptions {
@@ -71,6 +73,7 @@ impl Default for DumpOptions {
             include: Vec::new(),
             exclude: Vec::new(),
             snapshot_reads: true,
+            mask: None,
         }
     }
 }
@@ -85,6 +88,7 @@ pub struct PreparedDump {
     snapshot: Option<Timestamp>,
     snapshot_unavailable: Option<String>,
     options: DumpOptions,
+    mask: Option<Arc<crate::mask::MongoMask>>,
 }
 
 /// Bytes the server may put in one cursor batch. Without a limit it fills 16 MiB per batch,
@@ -181,6 +185,12 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         definitions.push(definition);
     }
 
+    // Rules are checked against the collections before anything is written.
+    let mask = match &options.mask {
+        Some(rules) => Some(Arc::new(plan_mask(&db, &definitions, rules).await?)),
+        None => None,
+    };
+
     let first_collection = definitions
         .iter()
         .find(|d| d.kind == CollectionKind::Collection)
@@ -223,7 +233,53 @@ pub async fn prepare(target: &MongoTarget, options: &DumpOptions) -> Result<Prep
         snapshot,
         snapshot_unavailable,
         options: options.clone(),
+        mask,
     })
+}
+
+/// Documents read per collection to learn its field paths for `--mask` (besides its
+/// `$jsonSchema`).
+const MASK_SAMPLE_DOCUMENTS: i64 = 1000;
+
+async fn plan_mask(
+    db: &mongodb::Database,
+    definitions: &[CollectionMetadata],
+    rules: &crate::mask::Rules,
+) -> Result<crate::mask::MongoMask> {
+    let mut shapes = Vec::new();
+    for definition in definitions
+        .iter()
+        .filter(|d| d.kind == CollectionKind::Collection)
+    {
+        let mut shape = crate::mask::plan::MongoCollectionShape {
+            name: definition.name.clone(),
+            bookkeeping: crate::mongo::mask_schema::is_bookkeeping(&definition.name),
+            ..Default::default()
+        };
+        if let Some(validator) = definition.validator() {
+            crate::mask::document::add_schema_paths(
+                validator,
+                &mut shape.known_paths,
+                &mut shape.required_paths,
+            );
+        }
+        let context = || format!("sampling {}.{} for --mask", db.name(), definition.name);
+        let mut cursor = db
+            .collection::<RawDocumentBuf>(&definition.name)
+            .find(doc! {})
+            .limit(MASK_SAMPLE_DOCUMENTS)
+            .await
+            .map_err(|e| db_error(context(), &e))?;
+        while cursor
+            .advance()
+            .await
+            .map_err(|e| db_error(context(), &e))?
+        {
+            crate::mask::document::add_document_paths(cursor.current(), "", &mut shape.known_paths);
+        }
+        shapes.push(shape);
+    }
+    crate::mask::plan::plan_mongo(rules, &shapes)
 }
 
 /// Opens a snapshot session and reads one document so the server picks the cluster time all
@@ -270,6 +326,11 @@ impl PreparedDump {
     /// The source to record in `HEADER.json`.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// The masks `--mask` applies (their counts grow while the dump runs).
+    pub fn mask(&self) -> Option<Arc<crate::mask::MongoMask>> {
+        self.mask.clone()
     }
 
     /// The collections and views that will be dumped, by name.
@@ -381,6 +442,7 @@ impl PreparedDump {
                 snapshot: self.snapshot,
                 chunk_bytes: self.options.chunk_bytes,
                 compression_level: self.options.compression_level,
+                mask: self.mask.clone(),
                 tx: tx.clone(),
             };
             set.spawn(worker.run(Arc::clone(&jobs)));
@@ -495,6 +557,7 @@ struct Worker {
     snapshot: Option<Timestamp>,
     chunk_bytes: usize,
     compression_level: u32,
+    mask: Option<Arc<crate::mask::MongoMask>>,
     tx: mpsc::Sender<DumpedChunk>,
 }
 
@@ -644,7 +707,21 @@ impl ChunkPipeline<'_> {
         );
         self.next_chunk += 1;
         let level = self.worker.compression_level;
+        let mask = self
+            .worker
+            .mask
+            .as_ref()
+            .and_then(|m| m.collection(&self.job.name))
+            .cloned();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let raw = match mask {
+                Some(mask) => crate::mask::mask_raw_chunk(
+                    crate::mask::ChunkMask::Collection(&mask),
+                    raw,
+                    &name,
+                )?,
+                None => raw,
+            };
             raw.compress(name, level)
         }));
         Ok(())

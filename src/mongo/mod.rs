@@ -6,6 +6,7 @@ pub use connect::MongoTarget;
 pub mod dump;
 pub mod inspect;
 pub mod manifest;
+pub mod mask_schema;
 pub mod metadata;
 pub mod migrate;
 pub mod namespace;

@@ -68,6 +68,9 @@ pub struct RestoreOptions {
     pub selection: Selection,
     /// `--schema-only`: collections with their options and indexes, and views; no documents.
     pub schema_only: bool,
+    /// Masks applied to documents on their way into the target (`--mask`), by archive
+    /// collection name.
+    pub mask: Option<Arc<crate::mask::MongoMask>>,
 }
 
 impl Default for RestoreOptions {
@@ -80,6 +83,7 @@ impl Default for RestoreOptions {
             overwrite_source: false,
             selection: Selection::default(),
             schema_only: false,
+            mask: None,
         }
     }
 }
@@ -471,13 +475,19 @@ async fn insert_all(
     for _ in 0..workers {
         let (archive, db, queue) = (Arc::clone(archive), db.clone(), Arc::clone(&queue));
         let (batch_bytes, schema_only) = (options.batch_bytes, options.schema_only);
+        let mask = options.mask.clone();
         set.spawn(async move {
             let mut done = Vec::new();
             loop {
                 let Some(item) = queue.lock().expect("restore queue").pop_front() else {
                     return Ok::<_, Error>(done);
                 };
-                let restored = restore_collection(&archive, &db, &item, batch_bytes, schema_only);
+                let mask = item
+                    .dataset
+                    .as_ref()
+                    .and_then(|d| mask.as_ref()?.collection(&d.name).cloned());
+                let restored =
+                    restore_collection(&archive, &db, &item, batch_bytes, schema_only, mask);
                 done.push(restored.await?);
             }
         });
@@ -499,6 +509,7 @@ async fn restore_collection(
     item: &Planned,
     batch_bytes: usize,
     schema_only: bool,
+    mask: Option<Arc<crate::mask::document::CollectionMask>>,
 ) -> Result<RestoredCollection> {
     let mut dataset = item.dataset.clone().expect("only collections are queued");
     if schema_only {
@@ -510,12 +521,23 @@ async fn restore_collection(
     let name = &item.target_name;
     let coll = db.collection::<&RawDocument>(name);
 
-    // Decompress on the blocking pool, one chunk ahead of the inserts: at most two decoded
-    // chunks per worker exist at any time.
+    // Decompress (and mask) on the blocking pool, one chunk ahead of the inserts: at most two
+    // decoded chunks per worker exist at any time.
     let dataset = Arc::new(dataset);
     let decode = |index: usize| {
-        let (archive, dataset) = (Arc::clone(archive), Arc::clone(&dataset));
-        tokio::task::spawn_blocking(move || archive.read_chunk(&dataset, &dataset.chunks[index]))
+        let (archive, dataset, mask) = (Arc::clone(archive), Arc::clone(&dataset), mask.clone());
+        tokio::task::spawn_blocking(move || {
+            let chunk = &dataset.chunks[index];
+            let decoded = archive.read_chunk(&dataset, chunk)?;
+            match mask {
+                Some(mask) => crate::mask::mask_chunk(
+                    crate::mask::ChunkMask::Collection(&mask),
+                    decoded,
+                    &chunk.member,
+                ),
+                None => Ok(decoded),
+            }
+        })
     };
     let mut digest = ContentDigest::new();
     let mut inserted = 0u64;

@@ -59,6 +59,8 @@ pub struct DumpOptions {
     /// Glob patterns on `schema.table` (or `table`); empty means every table.
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// `--mask`: rows are masked before they are compressed into the archive.
+    pub mask: Option<Arc<crate::mask::Rules>>,
 }
 
 /// What the manifest's `engines.postgres` entry holds.
@@ -109,6 +111,7 @@ pub struct PgDump {
     /// Whether the database has large objects to dump.
     has_large_objects: bool,
     options: DumpOptions,
+    mask: Option<Arc<crate::mask::PgMask>>,
 }
 
 /// What a finished dump contributes to the manifest.
@@ -144,6 +147,13 @@ impl PgDump {
             .into_iter()
             .partition(|t| filter.selects(t));
         lock_tables(&leader, &tables).await?;
+        // Rules are checked against the snapshot's catalog before anything is written.
+        let mask = match &options.mask {
+            Some(rules) => Some(Arc::new(
+                crate::postgres::mask_schema::plan_live(&leader, &tables, rules).await?,
+            )),
+            None => None,
+        };
 
         let source = Source {
             engine: Engine::Postgres,
@@ -169,12 +179,18 @@ impl PgDump {
             split_tables: major >= TID_RANGE_SCAN_MAJOR,
             has_large_objects,
             options,
+            mask,
         })
     }
 
     /// The source as the archive header records it.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// The masks `--mask` applies (their counts grow while the dump runs).
+    pub fn mask(&self) -> Option<Arc<crate::mask::PgMask>> {
+        self.mask.clone()
     }
 
     /// The tables whose rows will be dumped.
@@ -217,6 +233,7 @@ impl PgDump {
             tables.clone(),
             &self.options,
             self.split_tables,
+            self.mask.clone(),
             &sender,
         );
         let (target, snapshot, options) = (&self.target, &self.snapshot, &self.options);
@@ -408,6 +425,7 @@ struct CopyJob {
     sender: MemberSender,
     compression_level: u32,
     chunk_bytes: usize,
+    mask: Option<Arc<crate::mask::PgMask>>,
 }
 
 async fn copy_all_tables(
@@ -416,6 +434,7 @@ async fn copy_all_tables(
     tables: Arc<Vec<TableInfo>>,
     options: &DumpOptions,
     split: bool,
+    mask: Option<Arc<crate::mask::PgMask>>,
     sender: &MemberSender,
 ) -> Result<Vec<TableAcc>> {
     let jobs = options.jobs.max(1);
@@ -429,6 +448,7 @@ async fn copy_all_tables(
         sender: sender.clone(),
         compression_level: options.compression_level,
         chunk_bytes: options.chunk_bytes,
+        mask,
     });
     let mut handles = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -603,7 +623,19 @@ async fn cut_chunk(
         )
     };
     let level = job.compression_level;
+    let info = &job.tables[table];
+    let mask = job
+        .mask
+        .as_ref()
+        .and_then(|m| m.table(&info.schema, &info.name))
+        .cloned();
     Ok(Some(tokio::task::spawn_blocking(move || {
+        let raw = match mask {
+            Some(mask) => {
+                crate::mask::mask_raw_chunk(crate::mask::ChunkMask::Table(&mask), raw, &name)?
+            }
+            None => raw,
+        };
         raw.compress(name, level)
     })))
 }

@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod inspect;
 pub mod large_objects;
 mod lexer;
+pub mod mask_schema;
 pub mod migrate;
 pub mod restore;
 mod schema_objects;

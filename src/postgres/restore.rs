@@ -70,6 +70,8 @@ pub struct RestoreOptions {
     /// `--schema-only`: pre-data and post-data, no rows, sequence values or materialized view
     /// contents (what `pg_restore --schema-only` leaves out too).
     pub schema_only: bool,
+    /// Masks applied to rows on their way into the target (`--mask`).
+    pub mask: Option<Arc<crate::mask::PgMask>>,
 }
 
 /// What a restore did.
@@ -409,14 +411,7 @@ async fn restore_into(
         .collect();
     let post = PostData::read(archive, &meta.post_data_member, options).await?;
     let plan = post.plan();
-    let load = load_and_build(
-        archive,
-        target,
-        &datasets,
-        options.jobs,
-        &plan,
-        &post.member,
-    );
+    let load = load_and_build(archive, target, &datasets, options, &plan, &post.member);
     let blobs = async {
         // Large objects are data: a schema-only restore leaves them out, as pg_restore does.
         if meta.large_objects.is_none() || options.schema_only {
@@ -899,12 +894,27 @@ impl Scheduler {
 
 type Decoding = tokio::task::JoinHandle<Result<DecodedChunk>>;
 
-/// Starts decompressing a chunk on a blocking thread.
-fn decode(archive: &Arc<VerifiedArchive>, dataset: usize, chunk: usize) -> Decoding {
+/// Starts decompressing (and, with `--mask`, masking) a chunk on a blocking thread.
+fn decode(
+    archive: &Arc<VerifiedArchive>,
+    mask: Option<&crate::mask::PgMask>,
+    dataset: usize,
+    chunk: usize,
+) -> Decoding {
     let archive = archive.clone();
+    let d = &archive.manifest().datasets[dataset];
+    let table = mask.and_then(|m| m.table(&d.namespace, &d.name)).cloned();
     tokio::task::spawn_blocking(move || {
         let d = &archive.manifest().datasets[dataset];
-        archive.read_chunk(d, &d.chunks[chunk])
+        let decoded = archive.read_chunk(d, &d.chunks[chunk])?;
+        match table {
+            Some(table) => crate::mask::mask_chunk(
+                crate::mask::ChunkMask::Table(&table),
+                decoded,
+                &d.chunks[chunk].member,
+            ),
+            None => Ok(decoded),
+        }
     })
 }
 
@@ -993,16 +1003,17 @@ async fn load_and_build<'a>(
     archive: &Arc<VerifiedArchive>,
     target: &PgTarget,
     datasets: &[usize],
-    jobs: usize,
+    options: &RestoreOptions,
     post: &PostDataPlan<'a>,
     member: &str,
 ) -> Result<(usize, Vec<&'a str>)> {
+    let (jobs, mask) = (options.jobs, options.mask.as_deref());
     let state = std::sync::Mutex::new(LoadState::new(archive, datasets, &post.builds));
     let total = state.lock().unwrap().unloaded_total;
     let released = tokio::sync::Notify::new();
     let work = total + post.builds.len();
     let workers = (0..jobs.max(1).min(work.max(1)))
-        .map(|_| load_worker(archive, target, &state, &released, post, member));
+        .map(|_| load_worker(archive, mask, target, &state, &released, post, member));
     futures::future::try_join_all(workers)
         .await
         .map_err(|e| partial_restore(target, e))?;
@@ -1020,6 +1031,7 @@ async fn load_and_build<'a>(
 /// chunk is being loaded the next one of the same table is already decompressing.
 async fn load_worker(
     archive: &Arc<VerifiedArchive>,
+    mask: Option<&crate::mask::PgMask>,
     target: &PgTarget,
     state: &std::sync::Mutex<LoadState>,
     released: &tokio::sync::Notify,
@@ -1042,11 +1054,11 @@ async fn load_worker(
             if let Some((slot, d, c, decoding)) = prefetched.take() {
                 Work::Chunk(slot, d, c, decoding)
             } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current, false) {
-                Work::Chunk(slot, d, c, decode(archive, d, c))
+                Work::Chunk(slot, d, c, decode(archive, mask, d, c))
             } else if let Some(b) = st.ready.pop_front() {
                 Work::Build(b)
             } else if let Some((slot, d, c)) = st.scheduler.next(archive, &mut current, true) {
-                Work::Chunk(slot, d, c, decode(archive, d, c))
+                Work::Chunk(slot, d, c, decode(archive, mask, d, c))
             } else if st.unloaded_total == 0 {
                 Work::Done
             } else {
@@ -1075,7 +1087,7 @@ async fn load_worker(
                     .unwrap()
                     .scheduler
                     .take_from(archive, slot)
-                    .map(|(d, c)| (slot, d, c, decode(archive, d, c)));
+                    .map(|(d, c)| (slot, d, c, decode(archive, mask, d, c)));
                 let dataset = &archive.manifest().datasets[d];
                 copy_chunk(&client, dataset, &dataset.chunks[c].member, chunk).await?;
                 state.lock().unwrap().loaded(slot);
