@@ -377,19 +377,46 @@ async fn live_objects(client: &Client) -> Result<BTreeMap<u32, LiveObject>> {
         .collect())
 }
 
-/// SHA-256 of a target object, read piece by piece.
-async fn live_sha256(client: &Client, oid: u32) -> Result<String> {
-    let mut hasher = Sha256::new();
-    let mut offset = 0;
-    loop {
-        let row = read_piece(client, oid, offset).await?;
-        let data: &[u8] = row.get(0);
+/// SHA-256 of every target object: first pieces in one streamed query (one round trip for any
+/// number of small objects), then the rest of longer objects piece by piece.
+async fn live_sha256s(client: &Client) -> Result<BTreeMap<u32, String>> {
+    let rows = client
+        .query_raw(
+            "SELECT m.oid, pg_catalog.lo_get(m.oid, 0, $1) \
+             FROM pg_catalog.pg_largeobject_metadata m",
+            &[&PIECE_BYTES],
+        )
+        .await
+        .map_err(|e| db_error("reading large objects", &e))?;
+    futures::pin_mut!(rows);
+    let mut digests = BTreeMap::new();
+    let mut longer = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|e| db_error("reading large objects", &e))?;
+        let oid: u32 = row.get(0);
+        let data: &[u8] = row.get(1);
+        let mut hasher = Sha256::new();
         hasher.update(data);
-        offset += data.len() as i64;
         if data.len() < PIECE_BYTES as usize {
-            return Ok(hex::encode(hasher.finalize()));
+            digests.insert(oid, hex::encode(hasher.finalize()));
+        } else {
+            longer.push((oid, hasher));
         }
     }
+    for (oid, mut hasher) in longer {
+        let mut offset = i64::from(PIECE_BYTES);
+        loop {
+            let row = read_piece(client, oid, offset).await?;
+            let data: &[u8] = row.get(0);
+            hasher.update(data);
+            offset += data.len() as i64;
+            if data.len() < PIECE_BYTES as usize {
+                break;
+            }
+        }
+        digests.insert(oid, hex::encode(hasher.finalize()));
+    }
+    Ok(digests)
 }
 
 /// V2: the target's large objects against the archive's (none when `meta` is absent): their
@@ -403,6 +430,11 @@ pub async fn compare(
 ) -> Result<()> {
     let archived = meta.map_or(&[][..], |m| &m.objects[..]);
     let live = live_objects(client).await?;
+    let live_digests = if options.deep {
+        live_sha256s(client).await?
+    } else {
+        BTreeMap::new()
+    };
     check.compare(
         Kind::Count,
         "large objects",
@@ -451,13 +483,15 @@ pub async fn compare(
                 |_, _| format!("{name} has different privileges"),
             );
         }
-        if options.deep && size == object.size {
-            let sha256 = live_sha256(client, object.oid).await?;
+        if let Some(sha256) = live_digests
+            .get(&object.oid)
+            .filter(|_| size == object.size)
+        {
             check.compare(
                 Kind::Content,
                 &name,
                 object.sha256.clone(),
-                sha256,
+                sha256.clone(),
                 |_, _| format!("{name}: its content differs from the archive"),
             );
         }
