@@ -10,5 +10,6 @@ mod lexer;
 pub mod migrate;
 pub mod restore;
 pub mod script;
+pub mod tls;
 pub mod tools;
 pub mod verify;
