@@ -94,6 +94,10 @@ mongo_external() { [[ -n ${DBKEEPER_TEST_MONGO_URL:-} && $DBKEEPER_TEST_MONGO_UR
 
 # printf %q makes the values safe to eval even for externally supplied URLs.
 print_env() {
+    # Only what something reads: tests/common and tests/pg_tls.rs read these. dbkeeper itself
+    # reads DBKEEPER_PG_URL / DBKEEPER_MONGO_URL, which name an application database: point
+    # them at one of your own on these servers.
+    printf '# read by the test suite; dbkeeper itself reads DBKEEPER_PG_URL and DBKEEPER_MONGO_URL\n'
     printf 'export DBKEEPER_TEST_PG_URL=%q\n' "${DBKEEPER_TEST_PG_URL:-$PG_URL_LOCAL}"
     printf 'export DBKEEPER_TEST_MONGO_URL=%q\n' "${DBKEEPER_TEST_MONGO_URL:-$MONGO_URL_LOCAL}"
     printf 'export DBKEEPER_TEST_PG_TLS_URL=%q\n' "${DBKEEPER_TEST_PG_TLS_URL:-$PG_TLS_URL_LOCAL}"

@@ -64,3 +64,28 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+/// `1 table`, `2 tables`: a count with its noun, singular when it is one.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else if noun.ends_with('h') || noun.ends_with('s') {
+        format!("{n} {noun}es")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(count(1u64, "table"), "1 table");
+        assert_eq!(count(0u64, "table"), "0 tables");
+        assert_eq!(count(2u64, "mismatch"), "2 mismatches");
+        assert_eq!(count(1u64, "mismatch"), "1 mismatch");
+    }
+}
