@@ -79,7 +79,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
             let json = serde_json::to_string_pretty(&report)
                 .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
             eprintln!("{json}");
-        } else {
+        } else if !out.quiet {
             eprintln!("{line}");
         }
     } else {
@@ -152,6 +152,9 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         super::list::configured_policy(settings)?;
     }
     let started = Instant::now();
+    // Connecting, exporting the snapshot and reading the catalog take a moment before the first
+    // row: show that something is happening from the start.
+    progress::start("prepare", progress::Totals::default());
     let created_at = Utc::now();
     let destination = destination(args.output.as_deref(), settings, created_at)?;
     // Two overlapping runs (cron meeting a slow previous run) must not share a directory.
@@ -224,6 +227,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
     } else {
         None
     };
+    progress::finish();
     progress::start("backup", progress::Totals::estimated(estimate));
     let dumps = Dumps { postgres, mongo };
 

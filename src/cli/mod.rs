@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let settings = settings_from(&cli, &connect)?;
     let out = Output {
         json: cli.global.json,
+        quiet: cli.global.quiet,
     };
     // `verify` compares only databases named on its command line (see verify::run).
     let named_targets = verify::NamedTargets {

@@ -4,20 +4,23 @@ use serde::Serialize;
 
 use dbkeeper::error::{Error, Result};
 
-/// The output mode chosen by `--json`.
+/// The output mode chosen by `--json` and `-q`.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub json: bool,
+    /// `-q`: no human-readable report (errors still go to stderr; `--json` is still printed,
+    /// having been asked for).
+    pub quiet: bool,
 }
 
 impl Output {
-    /// Prints `value` as pretty JSON when `--json` was given, else calls `human`.
+    /// Prints `value` as pretty JSON when `--json` was given, else calls `human` unless `-q`.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce()) -> Result<()> {
         if self.json {
             let text = serde_json::to_string_pretty(value)
                 .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
             println!("{text}");
-        } else {
+        } else if !self.quiet {
             human();
         }
         Ok(())

@@ -526,6 +526,7 @@ impl Worker {
         session: Option<&mut ClientSession>,
     ) -> Result<()> {
         let qualified = format!("{}.{}", self.database, job.name);
+        crate::progress::item(&format!("collection {qualified}"));
         let context = || format!("reading {qualified}");
         let mut chunks = ChunkPipeline {
             worker: self,
@@ -534,6 +535,7 @@ impl Worker {
             builder: ChunkBuilder::new(RecordFormat::Bson, self.chunk_bytes),
             next_chunk: 0,
             in_flight: None,
+            documents: 0,
         };
         let coll = self
             .client
@@ -573,7 +575,10 @@ impl Worker {
                 }
             }
         }
-        chunks.finish().await
+        let documents = chunks.documents;
+        chunks.finish().await?;
+        crate::progress::item_done("dumped", &format!("collection {qualified}"), documents);
+        Ok(())
     }
 
     async fn send(&self, message: DumpedChunk) -> Result<()> {
@@ -619,11 +624,13 @@ struct ChunkPipeline<'w> {
     builder: ChunkBuilder,
     next_chunk: usize,
     in_flight: Option<JoinHandle<Result<CompressedChunk>>>,
+    documents: u64,
 }
 
 impl ChunkPipeline<'_> {
     async fn push(&mut self, document: &[u8]) -> Result<()> {
         self.builder.push_record(document);
+        self.documents += 1;
         if self.builder.is_full() {
             self.cut().await?;
         }
