@@ -49,6 +49,10 @@ pub trait ProgressSink: Send + Sync {
     /// The phase moved on to a step that processes no chunks (index builds after the data,
     /// reading the snapshot's catalog before it): shown instead of a bar that sits still.
     fn step(&self, _step: &str) {}
+    /// Records read from a database that are not in a chunk yet (negative once a chunk holds
+    /// them): MongoDB fills a chunk of several MiB from many cursor batches, and the bar should
+    /// move while it does.
+    fn reading(&self, _delta: i64) {}
     /// Work on one table or collection began (`restore`/`backup` show the current one).
     fn item(&self, _name: &str) {}
     /// One table or collection is done: `verb` is "dumped" or "restored".
@@ -89,6 +93,12 @@ pub fn finish() {
 pub fn step(step: &str) {
     if let Some(sink) = SINK.get() {
         sink.step(step);
+    }
+}
+
+pub fn reading(delta: i64) {
+    if let Some(sink) = SINK.get() {
+        sink.reading(delta);
     }
 }
 

@@ -16,7 +16,8 @@ async fn seed(pg: &PgTestDb, mongo: &MongoTestDb) {
         )
         .await
         .unwrap();
-    let docs: Vec<Document> = (0..50).map(|i| doc! { "n": i }).collect();
+    // Enough documents for read progress before the collection's only chunk is cut.
+    let docs: Vec<Document> = (0..2500).map(|i| doc! { "n": i }).collect();
     mongo
         .db()
         .await
@@ -69,6 +70,18 @@ async fn every_phase_reports_itself_and_each_table_and_collection() {
             && e["item_records"] == 300),
         "{backup:?}"
     );
+    // The collection fits in one chunk, yet reading it moves the bar before that chunk exists.
+    assert!(
+        backup
+            .iter()
+            .any(|e| e["event"] == "reading" && e["read_ahead"].as_i64() >= Some(1000)),
+        "{backup:?}"
+    );
+    let finish = backup
+        .iter()
+        .rfind(|e| e["event"] == "finish" && e["phase"] == "backup")
+        .unwrap();
+    assert_eq!(finish["records"], 300 + 2500, "{finish}");
 
     let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
     let out = dbkeeper(dir.path())
@@ -127,7 +140,7 @@ async fn verbose_logs_each_table_and_quiet_prints_nothing_on_success() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("dumped table public.items: 300"), "{log}");
     assert!(
-        log.contains(&format!("dumped collection {}.events: 50", mongo.name)),
+        log.contains(&format!("dumped collection {}.events: 2500", mongo.name)),
         "{log}"
     );
 

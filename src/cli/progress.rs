@@ -34,6 +34,8 @@ struct Done {
 #[derive(Default)]
 struct NdjsonEvents {
     done: Done,
+    /// Records read but not in a chunk yet.
+    read_ahead: std::sync::atomic::AtomicI64,
     phase: Mutex<Option<Phase>>,
 }
 
@@ -97,6 +99,13 @@ impl ProgressSink for NdjsonEvents {
         self.emit_with("step", extra([("step", step.into())]));
     }
 
+    fn reading(&self, delta: i64) {
+        let read = self.read_ahead.fetch_add(delta, Ordering::Relaxed) + delta;
+        if delta > 0 {
+            self.emit_with("reading", extra([("read_ahead", read.into())]));
+        }
+    }
+
     fn item(&self, name: &str) {
         self.emit_with("item", extra([("item", name.into())]));
     }
@@ -148,6 +157,8 @@ struct BarState {
     total_records: Option<u64>,
     /// The table or collection being worked on.
     current: Option<String>,
+    /// Records read but not in a chunk yet.
+    read_ahead: i64,
 }
 
 impl BarState {
@@ -175,11 +186,11 @@ fn bar_for(unit: Unit, totals: Totals) -> ProgressBar {
     let (length, template) = match unit {
         Unit::Bytes => (
             totals.raw_bytes,
-            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} ({eta})",
+            "{prefix:>8} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg} ({eta})",
         ),
         Unit::EstimatedRecords => (
             totals.records,
-            "{prefix:>8} [{bar:30}] {human_pos}/~{human_len} {msg} ({eta})",
+            "{prefix:>8} [{bar:30}] {percent:>3}% {human_pos}/~{human_len} {msg} ({eta})",
         ),
         Unit::Unknown => (None, "{prefix:>8} {spinner} {bytes} {msg} {elapsed}"),
     };
@@ -212,6 +223,7 @@ impl ProgressSink for Bars {
             raw_bytes: 0,
             total_records: totals.records,
             current: None,
+            read_ahead: 0,
         };
         bar.set_message(state.message());
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -235,9 +247,10 @@ impl ProgressSink for Bars {
         match state.unit {
             Unit::EstimatedRecords => {
                 // An estimate can be short: grow the bar rather than overflow it.
-                let length = state.bar.length().unwrap_or(0).max(state.records);
+                let position = state.records + state.read_ahead.max(0) as u64;
+                let length = state.bar.length().unwrap_or(0).max(position);
                 state.bar.set_length(length);
-                state.bar.set_position(state.records);
+                state.bar.set_position(position);
             }
             Unit::Bytes | Unit::Unknown => state.bar.inc(raw_bytes),
         }
@@ -248,6 +261,20 @@ impl ProgressSink for Bars {
     fn finish(&self) {
         if let Some(state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).take() {
             state.bar.finish_and_clear();
+        }
+    }
+
+    fn reading(&self, delta: i64) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = guard.as_mut() else {
+            return;
+        };
+        state.read_ahead += delta;
+        if state.unit == Unit::EstimatedRecords {
+            let position = state.records + state.read_ahead.max(0) as u64;
+            let length = state.bar.length().unwrap_or(0).max(position);
+            state.bar.set_length(length);
+            state.bar.set_position(position);
         }
     }
 
