@@ -278,3 +278,59 @@ async fn backup_output_into_a_mistyped_path_is_refused_and_a_new_directory_is_an
             fresh.display()
         )));
 }
+
+#[tokio::test]
+async fn verify_deep_narrows_a_content_difference_to_the_chunk_and_key_range() {
+    let pg = PgTestDb::create().await;
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Small chunks: the changed rows must be pinned to one of several.
+    dbkeeper(dir.path())
+        .args([
+            "backup",
+            "--pg-url",
+            &pg.url,
+            "--output",
+            "a.dbk.tar",
+            "--chunk-bytes",
+            "8192",
+        ])
+        .assert()
+        .success();
+    pg.client()
+        .await
+        .batch_execute(
+            "UPDATE items SET name = 'changed' WHERE id IN (1500, 1502);
+             INSERT INTO items VALUES (9001, 'new');",
+        )
+        .await
+        .unwrap();
+    let out = dbkeeper(dir.path())
+        .args([
+            "verify",
+            "a.dbk.tar",
+            "--deep",
+            "--pg-url",
+            &pg.url,
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 archived rows in chunk ")
+            && text.contains("first column from 1500 to 1502"),
+        "{text}"
+    );
+    assert!(text.contains("3 rows not in the archive"), "{text}");
+    assert!(text.contains("9001"), "{text}");
+}

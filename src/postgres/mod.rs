@@ -8,6 +8,7 @@ pub mod fingerprint;
 pub mod inspect;
 mod lexer;
 pub mod migrate;
+pub mod narrow;
 pub mod restore;
 pub mod script;
 pub mod tls;
