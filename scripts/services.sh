@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Bring up the real services dbkeeper's tests run against (see DESIGN.md,
-# "Test environment"): a private PostgreSQL cluster and a MongoDB-compatible
-# server (SecantusDB), both on loopback, both private to this checkout.
+# Bring up the real services dbkeeper's tests run against: a private
+# PostgreSQL cluster, a second one with TLS (pgtls) and a MongoDB-compatible
+# server (SecantusDB), all on loopback, all private to this checkout.
 #
-#   scripts/services.sh start  [pg] [mongo]   start (idempotent), print exports
-#   scripts/services.sh stop   [pg] [mongo]   stop what this script started
-#   scripts/services.sh env                   print eval-able exports
-#   scripts/services.sh status [pg] [mongo]   report; exit 0 only if all up
+#   scripts/services.sh start  [pg] [pgtls] [mongo]   start (idempotent), print exports
+#   scripts/services.sh stop   [pg] [pgtls] [mongo]   stop what this script started
+#   scripts/services.sh env                           print eval-able exports
+#   scripts/services.sh status [pg] [pgtls] [mongo]   report; exit 0 only if all up
 #
 # Typical use:  eval "$(scripts/services.sh start)"
 # Only the export lines go to stdout; progress and errors go to stderr, so the
@@ -15,10 +15,14 @@
 # Environment:
 #   DBKEEPER_TEST_PG_URL     use this PostgreSQL instead of a private cluster
 #   DBKEEPER_TEST_MONGO_URL  use this MongoDB instead of SecantusDB
+#   DBKEEPER_TEST_PG_TLS_URL and DBKEEPER_TEST_PG_TLS_CERTS
+#                            use this TLS PostgreSQL and the directory with its
+#                            ca.crt, other-ca.crt, client.crt, client.key
 #   SECANTUS_SERVER=rs       use the (faster, built from source) Rust server
-#   DBKEEPER_SERVICES_PG_PORT / DBKEEPER_SERVICES_MONGO_PORT
-#                            override the ports (55432 / 57017), e.g. to run
-#                            two checkouts side by side
+#   DBKEEPER_SERVICES_PG_PORT / DBKEEPER_SERVICES_PG_TLS_PORT /
+#   DBKEEPER_SERVICES_MONGO_PORT
+#                            override the ports (55432 / 55433 / 57017), e.g.
+#                            to run two checkouts side by side
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,9 +33,12 @@ SERVICES_DIR="$REPO_ROOT/target/services"
 # mongod (27017) the machine may already run, and being fixed lets `env`
 # answer without anything running.
 PG_PORT=${DBKEEPER_SERVICES_PG_PORT:-55432}
+PG_TLS_PORT=${DBKEEPER_SERVICES_PG_TLS_PORT:-55433}
 MONGO_PORT=${DBKEEPER_SERVICES_MONGO_PORT:-57017}
 PG_URL_LOCAL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 MONGO_URL_LOCAL="mongodb://127.0.0.1:$MONGO_PORT"
+# "localhost", not 127.0.0.1: the test server certificate names only that host.
+PG_TLS_URL_LOCAL="postgres://postgres@localhost:$PG_TLS_PORT/postgres"
 
 SECANTUS_PY_VERSION=0.7.0b3
 SECANTUS_RS_VERSION=0.5.3-beta.193
@@ -82,12 +89,19 @@ port_open() {
 # callers typically `eval "$(services.sh start)"`, after which our own URLs
 # are in the environment too, and a later `stop` must still stop our servers.
 pg_external() { [[ -n ${DBKEEPER_TEST_PG_URL:-} && $DBKEEPER_TEST_PG_URL != "$PG_URL_LOCAL" ]]; }
+pgtls_external() { [[ -n ${DBKEEPER_TEST_PG_TLS_URL:-} && $DBKEEPER_TEST_PG_TLS_URL != "$PG_TLS_URL_LOCAL" ]]; }
 mongo_external() { [[ -n ${DBKEEPER_TEST_MONGO_URL:-} && $DBKEEPER_TEST_MONGO_URL != "$MONGO_URL_LOCAL" ]]; }
 
 # printf %q makes the values safe to eval even for externally supplied URLs.
 print_env() {
+    # Only what something reads: tests/common and tests/pg_tls.rs read these. dbkeeper itself
+    # reads DBKEEPER_PG_URL / DBKEEPER_MONGO_URL, which name an application database: point
+    # them at one of your own on these servers.
+    printf '# read by the test suite; dbkeeper itself reads DBKEEPER_PG_URL and DBKEEPER_MONGO_URL\n'
     printf 'export DBKEEPER_TEST_PG_URL=%q\n' "${DBKEEPER_TEST_PG_URL:-$PG_URL_LOCAL}"
     printf 'export DBKEEPER_TEST_MONGO_URL=%q\n' "${DBKEEPER_TEST_MONGO_URL:-$MONGO_URL_LOCAL}"
+    printf 'export DBKEEPER_TEST_PG_TLS_URL=%q\n' "${DBKEEPER_TEST_PG_TLS_URL:-$PG_TLS_URL_LOCAL}"
+    printf 'export DBKEEPER_TEST_PG_TLS_CERTS=%q\n' "${DBKEEPER_TEST_PG_TLS_CERTS:-$PGTLS_CERTS}"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -288,6 +302,169 @@ pg_status() {
     fi
 }
 
+# ------------------------------------------------------- PostgreSQL with TLS
+
+# A second private cluster with ssl=on, for sslmode=verify-ca/verify-full and
+# client certificates. Its certificates come from a throwaway CA made here
+# with openssl whenever the cluster is created:
+#   ca.crt            the CA that signed the server and client certificates
+#   other-ca.crt      an unrelated CA (the "wrong CA" for tests)
+#   server.crt/.key   valid for the host name "localhost" only, so 127.0.0.1
+#                     is a wrong host name for sslmode=verify-full
+#   client.crt/.key   CN=dbkeeper_cert: the role that must log in with a
+#                     client certificate (pg_hba `cert`); other roles: trust
+PGTLS_BASE="${PG_BASE}-tls"
+PGTLS_DATA="$PGTLS_BASE/data"
+PGTLS_LOG="$PGTLS_BASE/postgres.log"
+PGTLS_CERTS="$PGTLS_BASE/certs"
+
+as_pgtls_owner() {
+    if is_root; then
+        (cd "$PGTLS_BASE" && runuser -u postgres -- "$@")
+    else
+        (cd "$PGTLS_BASE" && "$@")
+    fi
+}
+
+pgtls_running() {
+    [[ -f $PGTLS_DATA/PG_VERSION ]] || return 1
+    local bin
+    bin=$(find_pg_bin) || return 1
+    as_pgtls_owner "$bin/pg_ctl" -D "$PGTLS_DATA" status >/dev/null 2>&1
+}
+
+# One certificate signed by ca.crt: $1 = file stem, $2 = subject, $3 = its
+# x509v3 extensions (names and usage).
+pgtls_sign() {
+    local stem=$1 subject=$2 ext=$3 dir=$PGTLS_CERTS
+    openssl req -new -nodes -newkey rsa:2048 -keyout "$dir/$stem.key" -subj "$subject" \
+        -out "$dir/$stem.csr" 2>/dev/null || return 1
+    printf '%s\n' "$ext" >"$dir/$stem.ext"
+    openssl x509 -req -in "$dir/$stem.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 3650 -sha256 -extfile "$dir/$stem.ext" -out "$dir/$stem.crt" 2>/dev/null || return 1
+    rm -f "$dir/$stem.csr" "$dir/$stem.ext"
+    chmod 600 "$dir/$stem.key"
+}
+
+pgtls_make_certs() {
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    rm -rf "$PGTLS_CERTS"
+    mkdir -p "$PGTLS_CERTS"
+    local ca
+    for ca in ca other-ca; do
+        openssl req -x509 -new -nodes -newkey rsa:2048 -days 3650 -sha256 \
+            -subj "/CN=dbkeeper test $ca" -keyout "$PGTLS_CERTS/$ca.key" \
+            -out "$PGTLS_CERTS/$ca.crt" 2>/dev/null || die "openssl could not make the test $ca"
+    done
+    pgtls_sign server "/CN=localhost" "subjectAltName=DNS:localhost
+keyUsage=digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth" || die "openssl could not sign the test server certificate"
+    pgtls_sign client "/CN=dbkeeper_cert" "keyUsage=digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth" || die "openssl could not sign the test client certificate"
+    # The server reads its own copies: it insists on owning its key.
+    cp "$PGTLS_CERTS/server.crt" "$PGTLS_CERTS/server.key" "$PGTLS_CERTS/ca.crt" "$PGTLS_DATA/"
+    chmod 600 "$PGTLS_DATA/server.key"
+    if is_root; then
+        chown postgres: "$PGTLS_DATA/server.crt" "$PGTLS_DATA/server.key" "$PGTLS_DATA/ca.crt"
+    fi
+}
+
+pgtls_start() {
+    if pgtls_external; then
+        log "PostgreSQL TLS: using DBKEEPER_TEST_PG_TLS_URL (nothing started)"
+        return 0
+    fi
+    local bin
+    bin=$(pg_bin_or_install)
+    mkdir -p "$PGTLS_BASE"
+    touch "$PGTLS_LOG"
+    if is_root; then
+        chown postgres: "$PGTLS_BASE" "$PGTLS_LOG"
+    fi
+    if as_pgtls_owner "$bin/pg_ctl" -D "$PGTLS_DATA" status >/dev/null 2>&1; then
+        log "PostgreSQL TLS: already running on port $PG_TLS_PORT ($PGTLS_DATA)"
+        return 0
+    fi
+    if [[ ! -f $PGTLS_DATA/PG_VERSION || ! -f $PGTLS_CERTS/client.key ]]; then
+        rm -rf "$PGTLS_DATA"
+        log "PostgreSQL TLS: initdb $PGTLS_DATA ($bin)"
+        if ! as_pgtls_owner "$bin/initdb" -D "$PGTLS_DATA" --username=postgres --auth=trust \
+            --encoding=UTF8 --locale=C >>"$PGTLS_LOG" 2>&1; then
+            die_with_log "PostgreSQL TLS initdb" "$PGTLS_LOG"
+        fi
+        printf "\ninclude_if_exists = 'dbkeeper-test.conf'\n" >>"$PGTLS_DATA/postgresql.conf"
+        pgtls_make_certs
+        # TLS only. dbkeeper_cert must present a certificate signed by ca.crt
+        # whose CN is its name; everyone else is trusted.
+        cat >"$PGTLS_DATA/pg_hba.conf" <<'EOF'
+# Written by scripts/services.sh; edit that script instead.
+hostssl all dbkeeper_cert 127.0.0.1/32 cert
+hostssl all all           127.0.0.1/32 trust
+EOF
+        if is_root; then
+            chown postgres: "$PGTLS_DATA/pg_hba.conf"
+        fi
+    fi
+    cat >"$PGTLS_DATA/dbkeeper-test.conf" <<EOF
+# Written by scripts/services.sh on every start; edit that script instead.
+listen_addresses = '127.0.0.1'
+port = $PG_TLS_PORT
+unix_socket_directories = ''
+max_connections = 50
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = 'ca.crt'
+EOF
+    if is_root; then
+        chown postgres: "$PGTLS_DATA/dbkeeper-test.conf"
+    fi
+    if port_open "$PG_TLS_PORT"; then
+        die "PostgreSQL TLS: port $PG_TLS_PORT is already in use by another process (set DBKEEPER_SERVICES_PG_TLS_PORT)"
+    fi
+    log "PostgreSQL TLS: starting on 127.0.0.1:$PG_TLS_PORT (log: $PGTLS_LOG)"
+    if ! as_pgtls_owner "$bin/pg_ctl" -D "$PGTLS_DATA" -l "$PGTLS_LOG" -w -t "$START_TIMEOUT" start >&2; then
+        die_with_log "PostgreSQL TLS" "$PGTLS_LOG"
+    fi
+    # The role that can only log in with the client certificate (idempotent).
+    if ! "$bin/psql" -X -q -v ON_ERROR_STOP=1 \
+        "host=127.0.0.1 port=$PG_TLS_PORT user=postgres dbname=postgres sslmode=require" \
+        -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dbkeeper_cert') THEN CREATE ROLE dbkeeper_cert LOGIN SUPERUSER; END IF; END \$\$" >&2; then
+        die_with_log "PostgreSQL TLS (creating role dbkeeper_cert)" "$PGTLS_LOG"
+    fi
+}
+
+pgtls_stop() {
+    if pgtls_external; then
+        log "PostgreSQL TLS: external (DBKEEPER_TEST_PG_TLS_URL), not stopping"
+        return 0
+    fi
+    if ! pgtls_running; then
+        log "PostgreSQL TLS: not running"
+        return 0
+    fi
+    local bin
+    bin=$(find_pg_bin)
+    log "PostgreSQL TLS: stopping"
+    as_pgtls_owner "$bin/pg_ctl" -D "$PGTLS_DATA" -m fast -w stop >&2
+}
+
+pgtls_status() {
+    if pgtls_external; then
+        echo "pgtls: external (DBKEEPER_TEST_PG_TLS_URL)"
+        return 0
+    fi
+    if pgtls_running; then
+        echo "pgtls: running on 127.0.0.1:$PG_TLS_PORT (data $PGTLS_DATA, certificates $PGTLS_CERTS, log $PGTLS_LOG)"
+    else
+        echo "pgtls: not running"
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------- SecantusDB
 
 secantus_kind() { [[ ${SECANTUS_SERVER:-py} == rs ]] && echo rs || echo py; }
@@ -469,7 +646,7 @@ mongo_status() {
 # ---------------------------------------------------------------- main
 
 usage() {
-    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -478,10 +655,10 @@ action=$1
 shift
 services=("$@")
 if ((${#services[@]} == 0)); then
-    services=(pg mongo)
+    services=(pg pgtls mongo)
 fi
 for svc in "${services[@]}"; do
-    [[ $svc == pg || $svc == mongo ]] || usage
+    [[ $svc == pg || $svc == pgtls || $svc == mongo ]] || usage
 done
 
 case $action in

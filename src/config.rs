@@ -344,17 +344,19 @@ fn first_url(
 }
 
 fn validate_pg_url(url: &SecretUrl, origin: &str) -> Result<()> {
-    url.expose()
+    let invalid = |message: &str| {
+        Error::Usage(format!(
+            "invalid PostgreSQL URL {} (from {origin}): {}; expected \
+             postgres://user[:password]@host[:port]/dbname[?sslmode=...&sslrootcert=FILE]",
+            url.redacted(),
+            url.scrub(message)
+        ))
+    };
+    crate::postgres::tls::PgTls::strip(url.expose())
+        .map_err(|e| invalid(&e))?
         .parse::<tokio_postgres::Config>()
         .map(|_| ())
-        .map_err(|e| {
-            Error::Usage(format!(
-                "invalid PostgreSQL URL {} (from {origin}): {}; expected \
-                 postgres://user[:password]@host[:port]/dbname[?sslmode=disable|prefer|require]",
-                url.redacted(),
-                url.scrub(&e.to_string())
-            ))
-        })
+        .map_err(|e| invalid(&e.to_string()))
 }
 
 fn validate_mongo_url(url: &SecretUrl, origin: &str) -> Result<()> {

@@ -46,6 +46,17 @@ pub trait ProgressSink: Send + Sync {
     fn chunk(&self, records: u64, raw_bytes: u64);
     /// The phase ended (successfully or not).
     fn finish(&self);
+    /// The phase moved on to a step that processes no chunks (index builds after the data,
+    /// reading the snapshot's catalog before it): shown instead of a bar that sits still.
+    fn step(&self, _step: &str) {}
+    /// Records read from a database that are not in a chunk yet (negative once a chunk holds
+    /// them): MongoDB fills a chunk of several MiB from many cursor batches, and the bar should
+    /// move while it does.
+    fn reading(&self, _delta: i64) {}
+    /// Work on one table or collection began (`restore`/`backup` show the current one).
+    fn item(&self, _name: &str) {}
+    /// One table or collection is done: `verb` is "dumped" or "restored".
+    fn item_done(&self, _verb: &str, _name: &str, _records: u64) {}
 }
 
 static SINK: OnceLock<Box<dyn ProgressSink>> = OnceLock::new();
@@ -76,5 +87,31 @@ pub fn chunk(records: u64, raw_bytes: u64) {
 pub fn finish() {
     if let Some(sink) = SINK.get() {
         sink.finish();
+    }
+}
+
+pub fn step(step: &str) {
+    if let Some(sink) = SINK.get() {
+        sink.step(step);
+    }
+}
+
+pub fn reading(delta: i64) {
+    if let Some(sink) = SINK.get() {
+        sink.reading(delta);
+    }
+}
+
+pub fn item(name: &str) {
+    if let Some(sink) = SINK.get() {
+        sink.item(name);
+    }
+}
+
+/// Also logged (`-v` shows each table and collection as it is done).
+pub fn item_done(verb: &str, name: &str, records: u64) {
+    tracing::info!("{verb} {name}: {records} records");
+    if let Some(sink) = SINK.get() {
+        sink.item_done(verb, name, records);
     }
 }

@@ -387,7 +387,19 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
         .success()
         .get_output()
         .clone();
-    let events = ndjson_events(&out.stderr);
+    let all_events = ndjson_events(&out.stderr);
+    // The data phase, then the comparison with the archive.
+    let phases: Vec<&serde_json::Value> = all_events
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .map(|e| &e["phase"])
+        .collect();
+    assert_eq!(phases, ["restore", "compare"], "{all_events:?}");
+    let events: Vec<serde_json::Value> = all_events
+        .iter()
+        .filter(|e| e["phase"] == "restore")
+        .cloned()
+        .collect();
     assert_eq!(events.first().unwrap()["event"], "start");
     assert_eq!(events.first().unwrap()["phase"], "restore");
     assert_eq!(events.first().unwrap()["total_records"], 250 + 121);
@@ -426,7 +438,12 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
         .get_output()
         .clone();
     let events = ndjson_events(&out.stderr);
-    let start = events.first().unwrap();
+    // Something shows from the start, before the snapshot and estimates are ready.
+    assert_eq!(events.first().unwrap()["phase"], "prepare");
+    let start = events
+        .iter()
+        .find(|e| e["event"] == "start" && e["phase"] == "backup")
+        .unwrap();
     assert_eq!(start["phase"], "backup");
     assert_eq!(start["totals_exact"], false);
     assert_eq!(start["total_records"], 250 + 121, "{start}");

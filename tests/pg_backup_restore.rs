@@ -607,7 +607,7 @@ async fn backup_to_stdout_and_table_filters() {
         ])
         .assert()
         .success()
-        .stderr(predicate::str::contains(": 1 tables, 1 rows"));
+        .stderr(predicate::str::contains(": 1 table, 1 row"));
     let path = dir.path().join("stdout.dbk.tar");
     std::fs::write(&path, &assert.get_output().stdout).unwrap();
     dbkeeper(dir.path())

@@ -355,6 +355,31 @@ fn open_archive_file(path: &Path) -> Result<File> {
 pub(crate) const NOT_AN_ARCHIVE: &str =
     "not a dbkeeper archive: it is not a tar file (its first header is unreadable)";
 
+/// What a file that is not a tar at all is, recognised by its first bytes: the formats people
+/// mistake for a dbkeeper archive, each with what to do instead.
+pub(crate) fn foreign_format(file: &File) -> Option<&'static str> {
+    let mut start = [0u8; 32];
+    let n = file.read_at(&mut start, 0).ok()?;
+    let start = &start[..n];
+    if start.starts_with(b"PGDMP") {
+        Some("it is a pg_dump custom-format dump (pg_dump -Fc); restore it with pg_restore")
+    } else if start.starts_with(&[0x1f, 0x8b]) {
+        Some(
+            "it is gzip-compressed (a .tar.gz?); dbkeeper archives are plain tar files: if this \
+             one was compressed afterwards, decompress it first (gunzip)",
+        )
+    } else if start.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(
+            "it is zstd-compressed; dbkeeper archives are plain tar files: if this one was \
+             compressed afterwards, decompress it first (zstd -d)",
+        )
+    } else if start.starts_with(b"--\n-- PostgreSQL database dump") {
+        Some("it is a pg_dump SQL script; run it with psql")
+    } else {
+        None
+    }
+}
+
 /// Whether the file is long enough to hold the `ustar` magic every archive dbkeeper writes
 /// carries in its first header, and does not. Such a file whose first header does not parse is
 /// not an archive at all; with the magic (or cut before it) it is a damaged or truncated archive,
@@ -385,6 +410,15 @@ pub(crate) fn printable(text: &str, max: usize) -> String {
 }
 
 fn damaged(path: &Path, problems: &[ArchiveProblem]) -> Error {
+    // A file of another kind is named as such, not called damaged.
+    if let [only] = problems {
+        if let Some(what) = only.message.strip_prefix("not a dbkeeper archive") {
+            return Error::bad_input(
+                format!("archive {}", path.display()),
+                format!("is not a dbkeeper archive{what}"),
+            );
+        }
+    }
     let mut message = String::from("is damaged or incomplete; refusing to use it:");
     for p in problems.iter().take(MAX_LISTED_PROBLEMS) {
         message.push_str("\n  - ");
@@ -416,6 +450,11 @@ struct Scan {
 /// I/O error on the file itself is returned as an error.
 fn scan(file: &File, file_len: u64, problems: &mut Problems) -> std::io::Result<Scan> {
     let mut out = Scan::default();
+    if let Some(what) = foreign_format(file) {
+        problems.add("archive", format!("not a dbkeeper archive: {what}"));
+        out.not_an_archive = true;
+        return Ok(out);
+    }
     let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
     let entries = match archive.entries() {
         Ok(entries) => entries,

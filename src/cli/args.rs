@@ -22,8 +22,79 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
 
+    /// Connection flags given before the command (`dbkeeper --pg-url URL backup`).
+    #[command(flatten)]
+    pub connect: ConnectOpts,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Defines a connection-flags group; `global` says whether the flags also work after a nested
+/// subcommand (`migrate up --pg-url URL`). One list of flags, two groups: only commands that
+/// connect to a database list them in their help.
+macro_rules! connect_opts {
+    ($(#[$meta:meta])* $name:ident, global = $global:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, Args)]
+        pub struct $name {
+            /// PostgreSQL URL; TLS with libpq's sslmode, sslrootcert, sslcert, sslkey [env: DBKEEPER_PG_URL, then DATABASE_URL]
+            #[arg(long, global = $global, value_name = "URL", hide_env_values = true)]
+            pub pg_url: Option<String>,
+
+            /// MongoDB URL; the database comes from its path or --mongo-db [env: DBKEEPER_MONGO_URL, then MONGODB_URI]
+            #[arg(long, global = $global, value_name = "URL")]
+            pub mongo_url: Option<String>,
+
+            /// MongoDB database name (overrides the URL path) [env: DBKEEPER_MONGO_DB]
+            #[arg(long, global = $global, value_name = "NAME")]
+            pub mongo_db: Option<String>,
+
+            /// Seconds to wait for a database connection before failing [default: 10]
+            #[arg(long, global = $global, value_name = "SECS")]
+            pub connect_timeout: Option<u64>,
+
+            /// Wait up to SECS for the databases to accept connections (for deploys next to a booting database) [default: 0]
+            #[arg(long, global = $global, value_name = "SECS")]
+            pub wait: Option<u64>,
+        }
+    };
+}
+
+connect_opts!(
+    /// How to reach the databases, for a command without subcommands.
+    ConnectOpts,
+    global = false
+);
+connect_opts!(
+    /// The same flags for `migrate`, accepted after its subcommand too.
+    MigrateConnectOpts,
+    global = true
+);
+
+impl ConnectOpts {
+    /// These flags where given, else `fallback`'s (flags before the command name).
+    pub fn or(self, fallback: ConnectOpts) -> ConnectOpts {
+        ConnectOpts {
+            pg_url: self.pg_url.or(fallback.pg_url),
+            mongo_url: self.mongo_url.or(fallback.mongo_url),
+            mongo_db: self.mongo_db.or(fallback.mongo_db),
+            connect_timeout: self.connect_timeout.or(fallback.connect_timeout),
+            wait: self.wait.or(fallback.wait),
+        }
+    }
+}
+
+impl From<MigrateConnectOpts> for ConnectOpts {
+    fn from(o: MigrateConnectOpts) -> ConnectOpts {
+        ConnectOpts {
+            pg_url: o.pg_url,
+            mongo_url: o.mongo_url,
+            mongo_db: o.mongo_db,
+            connect_timeout: o.connect_timeout,
+            wait: o.wait,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -31,26 +102,6 @@ pub struct GlobalOpts {
     /// Config file (default: ./dbkeeper.toml when present)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-
-    /// PostgreSQL URL [env: DBKEEPER_PG_URL, then DATABASE_URL]
-    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
-    pub pg_url: Option<String>,
-
-    /// MongoDB URL; the database comes from its path or --mongo-db [env: DBKEEPER_MONGO_URL, then MONGODB_URI]
-    #[arg(long, global = true, value_name = "URL")]
-    pub mongo_url: Option<String>,
-
-    /// MongoDB database name (overrides the URL path)
-    #[arg(long, global = true, value_name = "NAME")]
-    pub mongo_db: Option<String>,
-
-    /// Seconds to wait for a database connection before failing
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
-    pub connect_timeout: u64,
-
-    /// Wait up to SECS for the databases to accept connections (for deploys next to a booting database)
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
-    pub wait: u64,
 
     /// Machine-readable output: one JSON document on stdout
     #[arg(long, global = true)]
@@ -64,7 +115,7 @@ pub struct GlobalOpts {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Only errors on stderr
+    /// Print nothing on success: no report, no progress, only errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 }
@@ -84,14 +135,21 @@ pub enum Command {
     /// Delete old archives according to a retention policy
     Prune(PruneArgs),
     /// Connect to the configured databases and print their server versions
-    Ping,
+    Ping(PingArgs),
     /// Print a shell completion script (e.g. `dbkeeper completions bash > /etc/bash_completion.d/dbkeeper`)
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout (e.g. `dbkeeper man > dbkeeper.1`)
-    Man,
+    /// Print a man page (roff) to stdout, or write every page into a directory
+    Man {
+        /// Write dbkeeper.1 and one page per command (dbkeeper-migrate-up.1, ...) into DIR
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The command whose page to print (e.g. `migrate up`); none for dbkeeper(1)
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,9 +159,18 @@ pub enum EngineArg {
 }
 
 #[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub connect: ConnectOpts,
+}
+
+#[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(subcommand)]
     pub command: MigrateCommand,
+
+    #[command(flatten)]
+    pub connect: MigrateConnectOpts,
 
     /// Which engine's migrations (default: every configured engine)
     #[arg(long, global = true, value_enum)]
@@ -185,6 +252,9 @@ pub enum DirtyArg {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
+    #[command(flatten)]
+    pub connect: ConnectOpts,
+
     /// Directory for the archive, an archive file name, or - for stdout [default: backups/]
     #[arg(long, short, value_name = "DIR|FILE|-")]
     pub output: Option<String>,
@@ -229,6 +299,9 @@ pub enum RestoreMode {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    #[command(flatten)]
+    pub connect: ConnectOpts,
+
     /// The archive to restore, or - to read it from standard input (kept in $TMPDIR until
     /// checked: nothing is touched before the whole archive verified)
     pub archive: PathBuf,
@@ -305,6 +378,9 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connect: ConnectOpts,
+
     /// The archive to verify
     pub archive: PathBuf,
 
@@ -329,12 +405,16 @@ pub struct PruneArgs {
     /// Backup directory [default: backups/]
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Keep the N newest archives [config: retention.keep_last]
     #[arg(long, value_name = "N")]
     pub keep_last: Option<usize>,
+    /// Keep the newest archive of each of the last N days that have one [config: retention.keep_daily]
     #[arg(long, value_name = "N")]
     pub keep_daily: Option<usize>,
+    /// Keep the newest archive of each of the last N ISO weeks that have one [config: retention.keep_weekly]
     #[arg(long, value_name = "N")]
     pub keep_weekly: Option<usize>,
+    /// Keep the newest archive of each of the last N months that have one [config: retention.keep_monthly]
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<usize>,
     /// Say what would be deleted; delete nothing

@@ -30,7 +30,7 @@ use dbkeeper::progress;
 use dbkeeper::{Engine, ExitCode};
 
 use super::args::BackupArgs;
-use super::output::{human_bytes, Output};
+use super::output::{count, human_bytes, Output};
 
 #[derive(Debug, Serialize)]
 struct BackupReport {
@@ -87,7 +87,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
             let json = serde_json::to_string_pretty(&report)
                 .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
             eprintln!("{json}");
-        } else {
+        } else if !out.quiet {
             eprintln!("{line}");
         }
     } else {
@@ -101,6 +101,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
 /// Returns the archive's path.
 pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
     let args = BackupArgs {
+        connect: Default::default(),
         output: None,
         jobs: None,
         compression_level: None,
@@ -164,6 +165,9 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         None => None,
     };
     let started = Instant::now();
+    // Connecting, exporting the snapshot and reading the catalog take a moment before the first
+    // row: show that something is happening from the start.
+    progress::start("prepare", progress::Totals::default());
     let created_at = Utc::now();
     let destination = destination(args.output.as_deref(), settings, created_at)?;
     // Two overlapping runs (cron meeting a slow previous run) must not share a directory.
@@ -238,6 +242,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
     } else {
         None
     };
+    progress::finish();
     progress::start("backup", progress::Totals::estimated(estimate));
     let masks = (
         postgres.as_ref().and_then(PgDump::mask),
@@ -332,10 +337,10 @@ fn summary_line(report: &BackupReport) -> String {
     let mut parts = Vec::new();
     if let Some(pg) = &report.postgres {
         let mut part = format!(
-            "PostgreSQL {}: {} tables, {} rows ({} raw)",
+            "PostgreSQL {}: {}, {} ({} raw)",
             pg.database,
-            pg.tables,
-            pg.rows,
+            count(pg.tables as u64, "table"),
+            count(pg.rows, "row"),
             human_bytes(pg.raw_bytes)
         );
         if pg.large_objects > 0 {
@@ -345,15 +350,15 @@ fn summary_line(report: &BackupReport) -> String {
     }
     if let Some(m) = &report.mongo {
         parts.push(format!(
-            "MongoDB {}: {} collections, {} documents ({} raw)",
+            "MongoDB {}: {}, {} ({} raw)",
             m.database,
-            m.collections.len(),
-            m.documents,
+            count(m.collections.len() as u64, "collection"),
+            count(m.documents, "document"),
             human_bytes(m.raw_bytes)
         ));
     }
     let pruned = match &report.pruned {
-        Some(p) => format!("; pruned {} old archive(s)", p.len()),
+        Some(p) => format!("; pruned {}", count(p.len() as u64, "old archive")),
         None => String::new(),
     };
     let masked = match &report.masking {
@@ -448,8 +453,7 @@ fn destination(
             file => Ok(Destination::File(PathBuf::from(file.unwrap_or_default()))),
         };
     };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::io(format!("creating backup directory {}", dir.display()), e))?;
+    create_backup_dir(&dir, output.is_none())?;
     Ok(Destination::File(dir.join(archive_file_name(
         &settings.archive_prefix,
         created_at,
@@ -473,6 +477,35 @@ fn archive_file_name(prefix: &str, created_at: DateTime<Utc>) -> Result<String> 
         created_at.format("%Y%m%dT%H%M%SZ"),
         hex::encode(random)
     ))
+}
+
+/// Creates a missing backup directory. The configured one is created with all its parents; one
+/// named by `--output` only when its parent exists, and with a note on stderr: a mistyped path
+/// must not quietly collect tonight's backup where nobody looks.
+fn create_backup_dir(dir: &Path, configured: bool) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let creating = |e| Error::io(format!("creating backup directory {}", dir.display()), e);
+    if configured {
+        return std::fs::create_dir_all(dir).map_err(creating);
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {}: {} does not exist; check the path, or create the directory first \
+             (mkdir -p {})",
+            dir.display(),
+            parent.display(),
+            dir.display()
+        )));
+    }
+    std::fs::create_dir(dir).map_err(creating)?;
+    tracing::warn!("created backup directory {}", dir.display());
+    Ok(())
 }
 
 /// The directory the archive goes into, when `--output` names a directory (or is absent);

@@ -5,6 +5,7 @@ mod backup;
 mod completions;
 mod contents;
 mod list;
+mod man;
 mod migrate;
 pub mod output;
 mod ping;
@@ -20,7 +21,7 @@ use dbkeeper::error::Result;
 use dbkeeper::redact::SecretUrl;
 use dbkeeper::ExitCode;
 
-use args::{Cli, Command};
+use args::{Cli, Command, ConnectOpts};
 use output::Output;
 
 /// Runs one parsed command line to an exit code.
@@ -28,41 +29,60 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     // Generated from the clap definitions; they need no configuration or database.
     match &cli.command {
         Command::Completions { shell } => return completions::print_completions(*shell),
-        Command::Man => return completions::print_man(),
+        Command::Man { command, dir } => return man::run(command, dir.as_deref()),
         _ => {}
     }
-    dbkeeper::wait::set_wait_for_servers(Duration::from_secs(cli.global.wait));
+    let connect = connect_opts(&cli);
+    dbkeeper::wait::set_wait_for_servers(Duration::from_secs(connect.wait.unwrap_or(0)));
     progress::install(cli.global.json_events, cli.global.quiet);
-    let settings = settings_from(&cli)?;
+    let settings = settings_from(&cli, &connect)?;
     let out = Output {
         json: cli.global.json,
+        quiet: cli.global.quiet,
     };
     // `verify` compares only databases named on its command line (see verify::run).
     let named_targets = verify::NamedTargets {
-        pg: cli.global.pg_url.is_some(),
-        mongo: cli.global.mongo_url.is_some(),
-        mongo_db: cli.global.mongo_db.is_some(),
+        pg: connect.pg_url.is_some(),
+        mongo: connect.mongo_url.is_some(),
+        mongo_db: connect.mongo_db.is_some(),
     };
     match cli.command {
-        Command::Ping => ping::run(&settings, out).await,
+        Command::Ping(_) => ping::run(&settings, out).await,
         Command::Migrate(args) => migrate::run(args, &settings, out).await,
         Command::Backup(args) => backup::run(args, &settings, out).await,
         Command::Restore(args) => restore::run(args, &settings, out).await,
         Command::Verify(args) => verify::run(args, &settings, named_targets, out).await,
         Command::List(args) => list::list(args, &settings, out),
         Command::Prune(args) => list::prune(args, &settings, out),
-        Command::Completions { .. } | Command::Man => unreachable!("handled before configuration"),
+        Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before configuration")
+        }
     }
 }
 
-fn settings_from(cli: &Cli) -> Result<Settings> {
-    let g = &cli.global;
+/// The connection flags, given after the command or before it.
+fn connect_opts(cli: &Cli) -> ConnectOpts {
+    let after = match &cli.command {
+        Command::Migrate(a) => a.connect.clone().into(),
+        Command::Backup(a) => a.connect.clone(),
+        Command::Restore(a) => a.connect.clone(),
+        Command::Verify(a) => a.connect.clone(),
+        Command::Ping(a) => a.connect.clone(),
+        Command::List(_)
+        | Command::Prune(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => ConnectOpts::default(),
+    };
+    after.or(cli.connect.clone())
+}
+
+fn settings_from(cli: &Cli, connect: &ConnectOpts) -> Result<Settings> {
     let overrides = Overrides {
-        config: g.config.clone(),
-        pg_url: g.pg_url.clone().map(SecretUrl::new),
-        mongo_url: g.mongo_url.clone().map(SecretUrl::new),
-        mongo_db: g.mongo_db.clone(),
-        connect_timeout: Some(Duration::from_secs(g.connect_timeout)),
+        config: cli.global.config.clone(),
+        pg_url: connect.pg_url.clone().map(SecretUrl::new),
+        mongo_url: connect.mongo_url.clone().map(SecretUrl::new),
+        mongo_db: connect.mongo_db.clone(),
+        connect_timeout: Some(Duration::from_secs(connect.connect_timeout.unwrap_or(10))),
     };
     Settings::resolve(&overrides, &|key| std::env::var(key).ok())
 }

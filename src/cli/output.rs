@@ -4,20 +4,23 @@ use serde::Serialize;
 
 use dbkeeper::error::{Error, Result};
 
-/// The output mode chosen by `--json`.
+/// The output mode chosen by `--json` and `-q`.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub json: bool,
+    /// `-q`: no human-readable report (errors still go to stderr; `--json` is still printed,
+    /// having been asked for).
+    pub quiet: bool,
 }
 
 impl Output {
-    /// Prints `value` as pretty JSON when `--json` was given, else calls `human`.
+    /// Prints `value` as pretty JSON when `--json` was given, else calls `human` unless `-q`.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce()) -> Result<()> {
         if self.json {
             let text = serde_json::to_string_pretty(value)
                 .map_err(|e| Error::io("writing JSON output", std::io::Error::other(e)))?;
             println!("{text}");
-        } else {
+        } else if !self.quiet {
             human();
         }
         Ok(())
@@ -62,5 +65,30 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `1 table`, `2 tables`: a count with its noun, singular when it is one.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else if noun.ends_with('h') || noun.ends_with('s') {
+        format!("{n} {noun}es")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(count(1u64, "table"), "1 table");
+        assert_eq!(count(0u64, "table"), "0 tables");
+        assert_eq!(count(2u64, "mismatch"), "2 mismatches");
+        assert_eq!(count(1u64, "mismatch"), "1 mismatch");
     }
 }

@@ -28,10 +28,14 @@ struct Done {
 
 /// `--json-events`: one JSON object per line on stderr, so stdout keeps the single result
 /// document. Events: `start` (with the totals, `totals_exact` false for a backup's estimates),
-/// `progress` (after every chunk, i.e. every few MiB) and `finish`. Documented in docs/json.md.
+/// `progress` (after every chunk, i.e. every few MiB), `step` (a part of the phase without
+/// chunks, like index builds, named in `step`), `item` and `done` (a table or collection begun
+/// and finished, named in `item`) and `finish`. Documented in docs/json.md.
 #[derive(Default)]
 struct NdjsonEvents {
     done: Done,
+    /// Records read but not in a chunk yet.
+    read_ahead: std::sync::atomic::AtomicI64,
     phase: Mutex<Option<Phase>>,
 }
 
@@ -43,11 +47,15 @@ struct Phase {
 
 impl NdjsonEvents {
     fn emit(&self, event: &str) {
+        self.emit_with(event, serde_json::Map::new());
+    }
+
+    fn emit_with(&self, event: &str, extra: serde_json::Map<String, serde_json::Value>) {
         let phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         let Some(phase) = phase.as_ref() else {
             return;
         };
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "event": event,
             "phase": phase.name,
             "records": self.done.records.load(Ordering::Relaxed),
@@ -57,6 +65,9 @@ impl NdjsonEvents {
             "totals_exact": phase.totals.exact,
             "elapsed": (phase.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         });
+        if let Some(object) = line.as_object_mut() {
+            object.extend(extra);
+        }
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{line}");
     }
@@ -83,6 +94,41 @@ impl ProgressSink for NdjsonEvents {
     fn finish(&self) {
         self.emit("finish");
     }
+
+    fn step(&self, step: &str) {
+        self.emit_with("step", extra([("step", step.into())]));
+    }
+
+    fn reading(&self, delta: i64) {
+        let read = self.read_ahead.fetch_add(delta, Ordering::Relaxed) + delta;
+        if delta > 0 {
+            self.emit_with("reading", extra([("read_ahead", read.into())]));
+        }
+    }
+
+    fn item(&self, name: &str) {
+        self.emit_with("item", extra([("item", name.into())]));
+    }
+
+    fn item_done(&self, verb: &str, name: &str, records: u64) {
+        self.emit_with(
+            "done",
+            extra([
+                ("item", name.into()),
+                ("verb", verb.into()),
+                ("item_records", records.into()),
+            ]),
+        );
+    }
+}
+
+fn extra<const N: usize>(
+    fields: [(&str, serde_json::Value); N],
+) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// What a terminal bar measures.
@@ -109,10 +155,22 @@ struct BarState {
     records: u64,
     raw_bytes: u64,
     total_records: Option<u64>,
+    /// The table or collection being worked on.
+    current: Option<String>,
+    /// Records read but not in a chunk yet.
+    read_ahead: i64,
 }
 
 impl BarState {
     fn message(&self) -> String {
+        let counts = self.counts();
+        match &self.current {
+            Some(name) => format!("{counts} {name}"),
+            None => counts,
+        }
+    }
+
+    fn counts(&self) -> String {
         match self.unit {
             Unit::Bytes => match self.total_records {
                 Some(total) => format!("{}/{total} rows", self.records),
@@ -128,11 +186,11 @@ fn bar_for(unit: Unit, totals: Totals) -> ProgressBar {
     let (length, template) = match unit {
         Unit::Bytes => (
             totals.raw_bytes,
-            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} ({eta})",
+            "{prefix:>8} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} {msg} ({eta})",
         ),
         Unit::EstimatedRecords => (
             totals.records,
-            "{prefix:>8} [{bar:30}] {human_pos}/~{human_len} {msg} ({eta})",
+            "{prefix:>8} [{bar:30}] {percent:>3}% {human_pos}/~{human_len} {msg} ({eta})",
         ),
         Unit::Unknown => (None, "{prefix:>8} {spinner} {bytes} {msg} {elapsed}"),
     };
@@ -164,6 +222,8 @@ impl ProgressSink for Bars {
             records: 0,
             raw_bytes: 0,
             total_records: totals.records,
+            current: None,
+            read_ahead: 0,
         };
         bar.set_message(state.message());
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -187,9 +247,10 @@ impl ProgressSink for Bars {
         match state.unit {
             Unit::EstimatedRecords => {
                 // An estimate can be short: grow the bar rather than overflow it.
-                let length = state.bar.length().unwrap_or(0).max(state.records);
+                let position = state.records + state.read_ahead.max(0) as u64;
+                let length = state.bar.length().unwrap_or(0).max(position);
                 state.bar.set_length(length);
-                state.bar.set_position(state.records);
+                state.bar.set_position(position);
             }
             Unit::Bytes | Unit::Unknown => state.bar.inc(raw_bytes),
         }
@@ -200,6 +261,39 @@ impl ProgressSink for Bars {
     fn finish(&self) {
         if let Some(state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).take() {
             state.bar.finish_and_clear();
+        }
+    }
+
+    fn reading(&self, delta: i64) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = guard.as_mut() else {
+            return;
+        };
+        state.read_ahead += delta;
+        if state.unit == Unit::EstimatedRecords {
+            let position = state.records + state.read_ahead.max(0) as u64;
+            let length = state.bar.length().unwrap_or(0).max(position);
+            state.bar.set_length(length);
+            state.bar.set_position(position);
+        }
+    }
+
+    fn step(&self, step: &str) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = guard.as_mut() {
+            state.bar.set_prefix(step.to_string());
+            state.current = None;
+            let message = state.message();
+            state.bar.set_message(message);
+        }
+    }
+
+    fn item(&self, name: &str) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = guard.as_mut() {
+            state.current = Some(name.to_string());
+            let message = state.message();
+            state.bar.set_message(message);
         }
     }
 }

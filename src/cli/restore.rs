@@ -32,7 +32,7 @@ use dbkeeper::{Engine, ExitCode};
 
 use super::args::{EngineArg, RestoreArgs, RestoreMode};
 use super::contents;
-use super::output::{human_bytes, Output};
+use super::output::{count, human_bytes, Output};
 use super::targets::{self, TargetOptions};
 use super::verify::print_mismatches;
 
@@ -394,9 +394,9 @@ fn print_human(report: &Report) {
             String::new()
         };
         println!(
-            "restore: PostgreSQL {} tables, {} rows ({}) into {} ({}){}{skipped}",
-            r.tables,
-            r.rows,
+            "restore: PostgreSQL {}, {} ({}) into {} ({}){}{skipped}",
+            count(r.tables as u64, "table"),
+            count(r.rows, "row"),
             human_bytes(r.raw_bytes),
             r.target,
             r.database_action,
@@ -414,10 +414,10 @@ fn print_human(report: &Report) {
             ),
         };
         println!(
-            "restore: MongoDB {} collections, {} views, {} documents into {}{}{failing}",
-            m.collections.len(),
-            m.views.len(),
-            m.documents,
+            "restore: MongoDB {}, {}, {} into {}{}{failing}",
+            count(m.collections.len() as u64, "collection"),
+            count(m.views.len() as u64, "view"),
+            count(m.documents, "document"),
             m.database,
             verified(verify, "collections and views"),
         );

@@ -49,8 +49,21 @@ pub struct TargetOptions {
     pub schema_only: bool,
 }
 
-/// V2 on the given targets, PostgreSQL first.
+/// V2 on the given targets, PostgreSQL first, shown as the `compare` phase (a deep comparison
+/// reads every row again and takes as long as the restore's data load).
 pub async fn verify_targets(
+    archive: &VerifiedArchive,
+    pg: Option<&PgTarget>,
+    mongo: Option<&MongoTarget>,
+    options: &TargetOptions,
+) -> Result<Vec<TargetCheck>> {
+    dbkeeper::progress::start("compare", dbkeeper::progress::Totals::default());
+    let checks = compare_targets(archive, pg, mongo, options).await;
+    dbkeeper::progress::finish();
+    checks
+}
+
+async fn compare_targets(
     archive: &VerifiedArchive,
     pg: Option<&PgTarget>,
     mongo: Option<&MongoTarget>,
@@ -58,6 +71,7 @@ pub async fn verify_targets(
 ) -> Result<Vec<TargetCheck>> {
     let mut checks = Vec::new();
     if let Some(target) = pg {
+        dbkeeper::progress::item(&format!("PostgreSQL {}", target.describe()));
         let pg_options = pg_verify::VerifyOptions {
             jobs: options.jobs,
             deep: options.deep,
@@ -69,6 +83,7 @@ pub async fn verify_targets(
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
     if let Some(target) = mongo {
+        dbkeeper::progress::item(&format!("MongoDB {}", target.describe()));
         let mongo_options = mongo_verify::VerifyOptions {
             jobs: options.jobs,
             deep: options.deep,

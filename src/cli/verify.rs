@@ -14,7 +14,7 @@ use dbkeeper::verify::{show, ArchiveFacts, Kind, Level, Mismatch, VerifyReport};
 use dbkeeper::ExitCode;
 
 use super::args::VerifyArgs;
-use super::output::{human_bytes, Output};
+use super::output::{count, human_bytes, Output};
 use super::targets;
 
 /// Which database URLs were given as flags on the command line.
@@ -191,33 +191,33 @@ fn print_human(report: &VerifyReport) {
     let f = &report.facts;
     if report.ok {
         println!(
-            "verify: {} OK ({}): {} members ({}), {} datasets, {} chunks, {} rows decoded, {} checks",
+            "verify: {} OK ({}): {} ({}), {}, {}, {} decoded, {}",
             report.archive,
             levels.join("+"),
-            f.members,
+            count(f.members as u64, "member"),
             human_bytes(f.member_bytes),
-            f.datasets,
-            f.chunks,
-            f.rows,
-            report.checks
+            count(f.datasets as u64, "dataset"),
+            count(f.chunks as u64, "chunk"),
+            count(f.rows, "row"),
+            count(report.checks, "check")
         );
     } else {
         println!(
-            "verify: {} FAILED ({}): {} mismatch(es) in {} checks",
+            "verify: {} FAILED ({}): {} in {}",
             report.archive,
             levels.join("+"),
-            report.mismatches.len(),
-            report.checks
+            count(report.mismatches.len() as u64, "mismatch"),
+            count(report.checks, "check")
         );
     }
     for t in &report.targets {
         println!(
-            "  {} {}: {} objects, {} checks, {} mismatch(es){} in {:.2} s",
+            "  {} {}: {}, {}, {}{} in {:.2} s",
             t.engine,
             t.target,
-            t.objects,
-            t.checks,
-            t.mismatches,
+            count(t.objects as u64, "object"),
+            count(t.checks, "check"),
+            count(t.mismatches as u64, "mismatch"),
             if report.deep {
                 ", content compared"
             } else {

@@ -1,10 +1,14 @@
 //! Connecting to MongoDB with bounded timeouts: server selection and connect timeouts are set from
 //! `--connect-timeout`, and a `ping` proves the server answers before any work starts.
+//!
+//! TLS is the driver's, configured by its URL options (`tls`, `tlsCAFile`,
+//! `tlsCertificateKeyFile`, `tlsInsecure`, `tlsAllowInvalidCertificates`); the files they name are
+//! checked here first so a typo is a configuration error naming the file.
 
 use std::time::Duration;
 
 use mongodb::bson::doc;
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, ServerAddress, Tls};
 use mongodb::{Client, Database};
 
 use crate::error::{Engine, Error, Result};
@@ -66,16 +70,19 @@ impl MongoTarget {
 
     async fn connect_once(&self) -> Result<Client> {
         let work = async {
+            self.refuse_unsupported_options()?;
             let mut options = ClientOptions::parse(self.url.expose())
                 .await
                 .map_err(|e| self.parse_error(&e))?;
+            self.check_tls_files(&options)?;
+            self.fail_fast_when_refused(&options.hosts).await?;
             options.connect_timeout = Some(self.connect_timeout);
             options.server_selection_timeout = Some(self.connect_timeout);
             if options.app_name.is_none() {
                 options.app_name = Some("dbkeeper".into());
             }
             let client =
-                Client::with_options(options).map_err(|e| self.connect_error(e.to_string()))?;
+                Client::with_options(options).map_err(|e| self.connect_error(short_error(&e)))?;
             client
                 .database("admin")
                 .run_command(doc! { "ping": 1 })
@@ -95,6 +102,76 @@ impl MongoTarget {
 
     pub async fn database(&self) -> Result<Database> {
         Ok(self.connect().await?.database(&self.db))
+    }
+
+    /// The driver's rustls backend has no switch for skipping only the host name check; without
+    /// this, the driver's own answer would suggest tlsAllowInvalidCertificates, which turns off
+    /// far more.
+    fn refuse_unsupported_options(&self) -> Result<()> {
+        let query = self.url.expose().split_once('?').map_or("", |(_, q)| q);
+        let asks = query.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("tlsAllowInvalidHostnames"))
+        });
+        if asks {
+            return Err(Error::Usage(format!(
+                "MongoDB URL {}: tlsAllowInvalidHostnames is not supported (dbkeeper's MongoDB \
+                 driver checks host names with rustls, which cannot skip only that check); connect \
+                 with a host name the server certificate lists, or, knowing it disables every \
+                 certificate check, use tlsInsecure=true",
+                self.url.redacted()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `tlsCAFile` and `tlsCertificateKeyFile` must be readable, else the driver fails with a bare
+    /// "No such file or directory".
+    fn check_tls_files(&self, options: &ClientOptions) -> Result<()> {
+        let Some(Tls::Enabled(tls)) = &options.tls else {
+            return Ok(());
+        };
+        for (option, path) in [
+            ("tlsCAFile", &tls.ca_file_path),
+            ("tlsCertificateKeyFile", &tls.cert_key_file_path),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|e| {
+                    Error::Usage(format!(
+                        "MongoDB URL option {option}={}: {e}; point it at a readable PEM file",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A closed port answers at once, but the driver keeps retrying until its server selection
+    /// timeout: when every host refuses the connection outright, say so now.
+    async fn fail_fast_when_refused(&self, hosts: &[ServerAddress]) -> Result<()> {
+        let mut refused = Vec::new();
+        for host in hosts {
+            let ServerAddress::Tcp { host, port } = host else {
+                return Ok(());
+            };
+            let address = format!("{host}:{}", port.unwrap_or(27017));
+            let probe = tokio::net::TcpStream::connect(&address);
+            match tokio::time::timeout(self.connect_timeout, probe).await {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    refused.push(address)
+                }
+                _ => return Ok(()),
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(self.connect_error(format!(
+            "connection refused by {}: is the server running and listening there?",
+            refused.join(", ")
+        )))
     }
 
     /// A URL the driver cannot parse is bad configuration (exit 2): waiting or retrying cannot
@@ -140,11 +217,42 @@ pub async fn server_version(client: &Client) -> Result<String> {
 pub fn short_error(e: &mongodb::error::Error) -> String {
     use mongodb::error::ErrorKind;
     match e.kind.as_ref() {
-        ErrorKind::ServerSelection { message, .. } => {
-            let first = message.split(", Topology:").next().unwrap_or(message);
-            format!("no server reachable ({first})")
-        }
+        ErrorKind::ServerSelection { message, .. } => server_selection_summary(message),
         ErrorKind::Command(c) => format!("{} (code {} {})", c.message, c.code, c.code_name),
-        _ => e.to_string(),
+        // The error's own Display adds `Kind: ..., labels: {}, source: None, ...`.
+        kind => kind.to_string(),
+    }
+}
+
+/// A server selection timeout's first sentence and the first server's own error, without the
+/// topology description around it.
+fn server_selection_summary(message: &str) -> String {
+    let first = message.split("Topology:").next().unwrap_or(message);
+    let first = first.trim_end_matches([' ', '.', ',']);
+    let cause = message
+        .split_once("Error: Kind: ")
+        .and_then(|(_, rest)| rest.split(", labels:").next());
+    match cause {
+        Some(cause) => format!("no server reachable ({first}: {cause})"),
+        None => format!("no server reachable ({first})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_selection_errors_keep_the_cause_and_drop_the_topology() {
+        let text = server_selection_summary(
+            "Server selection timeout: No available servers. Topology: { Type: Unknown, \
+             Servers: [ { Address: h:1, Type: Unknown, Error: Kind: I/O error: Connection \
+             refused (os error 111), labels: {}, source: None } ] }",
+        );
+        assert_eq!(
+            text,
+            "no server reachable (Server selection timeout: No available servers: I/O error: \
+             Connection refused (os error 111))"
+        );
     }
 }

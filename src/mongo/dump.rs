@@ -589,6 +589,7 @@ impl Worker {
         session: Option<&mut ClientSession>,
     ) -> Result<()> {
         let qualified = format!("{}.{}", self.database, job.name);
+        crate::progress::item(&format!("collection {qualified}"));
         let context = || format!("reading {qualified}");
         let mut chunks = ChunkPipeline {
             worker: self,
@@ -597,6 +598,10 @@ impl Worker {
             builder: ChunkBuilder::new(RecordFormat::Bson, self.chunk_bytes),
             next_chunk: 0,
             in_flight: None,
+            documents: 0,
+            read: 0,
+            reported: 0,
+            in_flight_reported: 0,
         };
         let coll = self
             .client
@@ -636,7 +641,10 @@ impl Worker {
                 }
             }
         }
-        chunks.finish().await
+        let documents = chunks.documents;
+        chunks.finish().await?;
+        crate::progress::item_done("dumped", &format!("collection {qualified}"), documents);
+        Ok(())
     }
 
     async fn send(&self, message: DumpedChunk) -> Result<()> {
@@ -682,11 +690,27 @@ struct ChunkPipeline<'w> {
     builder: ChunkBuilder,
     next_chunk: usize,
     in_flight: Option<JoinHandle<Result<CompressedChunk>>>,
+    documents: u64,
+    /// Documents in the chunk being filled, and how many of them progress has been told about
+    /// (every [`READ_PROGRESS_EVERY`]); the chunk in flight's reported ones are taken back once
+    /// its own progress report (made when it is compressed) has counted them.
+    read: u64,
+    reported: u64,
+    in_flight_reported: u64,
 }
+
+/// Documents between progress reports while a chunk fills.
+const READ_PROGRESS_EVERY: u64 = 1000;
 
 impl ChunkPipeline<'_> {
     async fn push(&mut self, document: &[u8]) -> Result<()> {
         self.builder.push_record(document);
+        self.documents += 1;
+        self.read += 1;
+        if self.read - self.reported >= READ_PROGRESS_EVERY {
+            crate::progress::reading((self.read - self.reported) as i64);
+            self.reported = self.read;
+        }
         if self.builder.is_full() {
             self.cut().await?;
         }
@@ -698,6 +722,8 @@ impl ChunkPipeline<'_> {
             return Ok(());
         };
         self.send_in_flight().await?;
+        self.in_flight_reported = std::mem::take(&mut self.reported);
+        self.read = 0;
         let name = chunk_member_name(
             Engine::Mongo.as_str(),
             self.job.member_index,
@@ -730,6 +756,10 @@ impl ChunkPipeline<'_> {
     async fn send_in_flight(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
             let chunk = handle.await.map_err(worker_panicked)??;
+            let reported = std::mem::take(&mut self.in_flight_reported);
+            if reported > 0 {
+                crate::progress::reading(-(reported as i64));
+            }
             self.worker
                 .send(DumpedChunk {
                     dataset: self.job.dataset,

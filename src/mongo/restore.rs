@@ -595,7 +595,9 @@ async fn restore_collection(
             Err(reason) => (None, Some(reason)),
         },
     };
+    crate::progress::item(&format!("indexes of collection {name}"));
     let indexes = build_indexes(db, name, &item.definition).await?;
+    crate::progress::item_done("restored", &format!("collection {name}"), inserted);
     Ok(RestoredCollection {
         name: name.clone(),
         renamed_from: (dataset.name != *name).then(|| dataset.name.clone()),

@@ -2,18 +2,16 @@
 //! session) and deadpool pools (for parallel COPY workers), both with bounded timeouts and TLS as
 //! the URL's `sslmode` asks.
 //!
-//! `sslmode=disable` never starts TLS; `prefer` and `require` encrypt without verifying the server
-//! certificate, exactly as libpq does. Connection errors name the host and database, never the
-//! password.
+//! TLS follows libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` (see [`super::tls`]).
+//! Connection errors name the host and database, never the password.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::Host;
 use tokio_postgres::Client;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::PgTls;
 use crate::error::{Engine, Error, Result};
 use crate::redact::SecretUrl;
 
@@ -22,6 +20,7 @@ use crate::redact::SecretUrl;
 pub struct PgTarget {
     url: SecretUrl,
     config: tokio_postgres::Config,
+    tls: PgTls,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -32,14 +31,18 @@ impl std::fmt::Debug for PgTarget {
 
 impl PgTarget {
     pub fn new(url: &SecretUrl, connect_timeout: Duration) -> Result<PgTarget> {
-        let mut config: tokio_postgres::Config =
-            url.expose().parse().map_err(|e: tokio_postgres::Error| {
-                Error::Usage(format!(
-                    "invalid PostgreSQL URL {}: {}",
-                    url.redacted(),
-                    url.scrub(&e.to_string())
-                ))
-            })?;
+        let invalid = |message: &str| {
+            Error::Usage(format!(
+                "invalid PostgreSQL URL {}: {}",
+                url.redacted(),
+                url.scrub(message)
+            ))
+        };
+        let (rest, tls) = PgTls::split(url.expose()).map_err(|e| invalid(&e))?;
+        let mut config: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e: tokio_postgres::Error| invalid(&e.to_string()))?;
+        config.ssl_mode(tls.mode.driver_mode());
         config.connect_timeout(connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("dbkeeper");
@@ -47,6 +50,7 @@ impl PgTarget {
         Ok(PgTarget {
             url: url.clone(),
             config,
+            tls,
         })
     }
 
@@ -56,6 +60,10 @@ impl PgTarget {
 
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    pub fn tls(&self) -> &PgTls {
+        &self.tls
     }
 
     /// The database name, defaulting like libpq to the user name.
@@ -86,6 +94,7 @@ impl PgTarget {
         PgTarget {
             url: self.url.clone(),
             config,
+            tls: self.tls.clone(),
         }
     }
 
@@ -101,11 +110,11 @@ impl PgTarget {
             .get_connect_timeout()
             .copied()
             .unwrap_or(Duration::from_secs(10));
-        let attempt = self.config.connect(tls_connector());
+        let attempt = self.config.connect(self.tls.connector());
         let (client, connection) = tokio::time::timeout(timeout + Duration::from_secs(1), attempt)
             .await
             .map_err(|_| self.connect_error(format!("timed out after {}s", timeout.as_secs())))?
-            .map_err(|e| self.connect_error(error_chain(&e)))?;
+            .map_err(|e| self.connect_error(self.explain(&e)))?;
         tokio::spawn(async move {
             // Errors surface on the client's next call; nothing to do with them here.
             let _ = connection.await;
@@ -117,7 +126,7 @@ impl PgTarget {
     pub fn pool(&self, size: usize) -> Result<Pool> {
         let manager = Manager::from_config(
             self.config.clone(),
-            tls_connector(),
+            self.tls.connector(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -143,11 +152,27 @@ impl PgTarget {
     async fn get_once(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
         pool.get().await.map_err(|e| {
             let message = match &e {
-                deadpool_postgres::PoolError::Backend(pg) => error_chain(pg),
+                deadpool_postgres::PoolError::Backend(pg) => self.explain(pg),
                 other => other.to_string(),
             };
             self.connect_error(message)
         })
+    }
+
+    /// A driver's connect error, with what to do about it when TLS refused the server.
+    fn explain(&self, e: &tokio_postgres::Error) -> String {
+        let host = self.describe();
+        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        let message = error_chain(e);
+        match self.tls.explain(e, host) {
+            Some(hint) => format!("{message}: {hint}"),
+            None if message.contains("requires a valid client certificate")
+                && self.tls.client_cert.is_none() =>
+            {
+                format!("{message}; add sslcert=FILE&sslkey=FILE (a certificate the server's CA signed) to the URL")
+            }
+            None => message,
+        }
     }
 
     pub fn connect_error(&self, message: String) -> Error {
@@ -201,68 +226,5 @@ pub fn describe_error(e: &tokio_postgres::Error) -> String {
             s
         }
         None => error_chain(e),
-    }
-}
-
-fn tls_connector() -> MakeRustlsConnect {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(libpq_require::AcceptAnyServerCert))
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    MakeRustlsConnect::new((**config).clone())
-}
-
-/// libpq's `sslmode=require` encrypts but does not check the certificate; tokio-postgres knows
-/// only disable/prefer/require, so this verifier gives `require` its libpq meaning.
-mod libpq_require {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
-
-    #[derive(Debug)]
-    pub struct AcceptAnyServerCert;
-
-    impl ServerCertVerifier for AcceptAnyServerCert {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            _message: &[u8],
-            _cert: &CertificateDer<'_>,
-            _dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            _message: &[u8],
-            _cert: &CertificateDer<'_>,
-            _dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
     }
 }

@@ -545,6 +545,8 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
     let table = &job.tables[part.table];
     let statement = copy_statement(table, part.pages);
     let what = format!("COPY of table {}", table.qualified());
+    crate::progress::item(&format!("table {}", table.qualified()));
+    let mut rows = 0u64;
     let stream = client
         .copy_out(&statement)
         .await
@@ -561,6 +563,7 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
                 Some(p) => {
                     carry.extend_from_slice(&data[..=p]);
                     builder.push_record(&carry);
+                    rows += 1;
                     carry.clear();
                     data = &data[p + 1..];
                 }
@@ -573,6 +576,7 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', data) {
             builder.push_record(&data[start..=end]);
+            rows += 1;
             start = end + 1;
             if builder.is_full() {
                 pending = cut_chunk(job, part.table, &mut builder, pending).await?;
@@ -593,6 +597,11 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
     if let Some(last) = pending {
         deliver(job, part.table, last).await?;
     }
+    let name = match part.pages {
+        None => format!("table {}", table.qualified()),
+        Some((start, _)) => format!("table {} (from page {start})", table.qualified()),
+    };
+    crate::progress::item_done("dumped", &name, rows);
     Ok(())
 }
 

@@ -431,6 +431,7 @@ async fn restore_into(
     timings.data = lap(&mut clock);
 
     crate::faultpoint::pause("post-data");
+    crate::progress::step("constraints");
     run_serial_post_data(target, &post.member, &plan, &retry).await?;
     timings.post_data = lap(&mut clock);
 
@@ -932,6 +933,8 @@ struct LoadState {
     ready: std::collections::VecDeque<usize>,
     /// Builds that lost a deadlock, to retry alone after the load.
     retry: Vec<usize>,
+    /// Per table slot, its name and rows, for reporting it done.
+    tables: Vec<(String, u64)>,
 }
 
 impl LoadState {
@@ -957,6 +960,13 @@ impl LoadState {
             after_all: Vec::new(),
             ready: Default::default(),
             retry: Vec::new(),
+            tables: datasets
+                .iter()
+                .map(|&d| {
+                    let d = &manifest.datasets[d];
+                    (format!("table {}", d.qualified_name()), d.rows)
+                })
+                .collect(),
         };
         for (i, build) in builds.iter().enumerate() {
             let slot = build
@@ -981,9 +991,13 @@ impl LoadState {
         self.unloaded_total -= 1;
         if self.unloaded[slot] == 0 {
             self.ready.extend(self.waiting[slot].drain(..));
+            let (name, rows) = &self.tables[slot];
+            crate::progress::item_done("restored", name, *rows);
         }
         if self.unloaded_total == 0 {
             self.ready.extend(self.after_all.drain(..));
+            // What is left are index and key builds: the data bar is full, say what follows.
+            crate::progress::step("indexes");
         }
     }
 }

@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 use crate::error::{Error, Result};
 use crate::postgres::PgTarget;
@@ -114,6 +114,9 @@ fn command_for(tool: &PgTool, target: &PgTarget) -> Command {
         "PGDATABASE",
         "PGSERVICE",
         "PGSSLMODE",
+        "PGSSLROOTCERT",
+        "PGSSLCERT",
+        "PGSSLKEY",
         "PGOPTIONS",
     ] {
         cmd.env_remove(var);
@@ -135,12 +138,7 @@ fn command_for(tool: &PgTool, target: &PgTarget) -> Command {
         cmd.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
     }
     cmd.env("PGDATABASE", target.dbname());
-    let sslmode = match config.get_ssl_mode() {
-        SslMode::Disable => "disable",
-        SslMode::Require => "require",
-        _ => "prefer",
-    };
-    cmd.env("PGSSLMODE", sslmode)
+    cmd.envs(target.tls().libpq_env())
         .env("PGAPPNAME", "dbkeeper")
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())

@@ -130,7 +130,13 @@ pub async fn verify_target(
         readable
     };
     for (dataset, found) in read_tables(target, readable, options.clone()).await? {
-        compare_table(&mut check, dataset, found, options.deep);
+        let differs = matches!(&found, TableRead::Digest(d) if d.to_hex() != dataset.digest);
+        let detail = if differs {
+            Some(where_rows_differ(archive, &catalog, dataset).await)
+        } else {
+            None
+        };
+        compare_table(&mut check, dataset, found, options.deep, detail);
     }
     if !options.schema_only {
         compare_sequences(&mut check, &meta, &catalog).await?;
@@ -302,7 +308,31 @@ impl CopyRows {
     }
 }
 
-fn compare_table(check: &mut TargetCheck, dataset: &Dataset, found: TableRead, deep: bool) {
+/// Which rows of a table whose content differs are the different ones (see
+/// [`crate::postgres::narrow`]); a failure to narrow is said, not raised: the mismatch itself
+/// was already proven.
+async fn where_rows_differ(
+    archive: &VerifiedArchive,
+    client: &Client,
+    dataset: &Dataset,
+) -> String {
+    let columns = serde_json::from_value::<PgDatasetExtra>(dataset.extra.clone())
+        .map(|e| e.columns)
+        .unwrap_or_default();
+    let statement = copy_statement(dataset, &columns);
+    match crate::postgres::narrow::describe_difference(archive, client, dataset, &statement).await {
+        Ok(detail) => detail,
+        Err(e) => format!("could not narrow it down to rows: {e}"),
+    }
+}
+
+fn compare_table(
+    check: &mut TargetCheck,
+    dataset: &Dataset,
+    found: TableRead,
+    deep: bool,
+    detail: Option<String>,
+) {
     let table = dataset.qualified_name();
     let count = match &found {
         TableRead::Count(n) => *n,
@@ -328,7 +358,12 @@ fn compare_table(check: &mut TargetCheck, dataset: &Dataset, found: TableRead, d
             &table,
             dataset.digest.clone(),
             digest.to_hex(),
-            |_, _| format!("table {table}: the content of its rows differs from the archive"),
+            |_, _| match &detail {
+                Some(detail) => format!(
+                    "table {table}: the content of its rows differs from the archive: {detail}"
+                ),
+                None => format!("table {table}: the content of its rows differs from the archive"),
+            },
         );
     }
 }
