@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use dbkeeper::archive::catalog;
 use dbkeeper::archive::reader::VerifiedArchive;
+use dbkeeper::storage::{self, Location};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
@@ -70,10 +70,8 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         ));
     }
     // V0 before anything touches a database.
-    let path = args.archive.clone();
-    let archive = tokio::task::spawn_blocking(move || VerifiedArchive::open(&path))
-        .await
-        .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
+    let location = Location::parse(&args.archive, "ARCHIVE", &settings.storage)?;
+    let archive = storage::open_archive(&location).await?;
     let archive = Arc::new(archive);
     let manifest = archive.manifest();
 
@@ -186,7 +184,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     let mismatches: usize = checks.iter().map(|c| c.mismatches.len()).sum();
     if !checks.is_empty() && mismatches == 0 {
         // Remembered for `list`/`prune`; failing to write it changes nothing.
-        if let Err(e) = catalog::write_stamp(archive.path(), "restore") {
+        if let Err(e) = storage::write_stamp(&location, "restore").await {
             tracing::warn!("could not record the verification next to the archive: {e}");
         }
     }
