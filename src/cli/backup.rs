@@ -184,9 +184,9 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         }
         // Taking it also proves the bucket exists and the credentials work, before any
         // database is touched.
-        Destination::Object { prefix, .. } => {
-            Some(RunLock::Bucket(BucketLock::acquire(prefix, "backup").await?))
-        }
+        Destination::Object { prefix, .. } => Some(RunLock::Bucket(
+            BucketLock::acquire(prefix, "backup").await?,
+        )),
         Destination::Stdout => None,
     };
 

@@ -211,9 +211,9 @@ async fn prune_dir(
         (false, Locking::Take, Location::Local(dir)) => {
             Some(PruneLock::Dir(DirLock::acquire(dir, "prune")?))
         }
-        (false, Locking::Take, Location::Object(prefix)) => {
-            Some(PruneLock::Bucket(BucketLock::acquire(prefix, "prune").await?))
-        }
+        (false, Locking::Take, Location::Object(prefix)) => Some(PruneLock::Bucket(
+            BucketLock::acquire(prefix, "prune").await?,
+        )),
         _ => None,
     };
     let store = storage::archive_store(location);

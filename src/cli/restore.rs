@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use dbkeeper::archive::reader::VerifiedArchive;
-use dbkeeper::storage::{self, Location};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
@@ -23,6 +22,7 @@ use dbkeeper::postgres::restore::{
 };
 use dbkeeper::postgres::PgTarget;
 use dbkeeper::progress;
+use dbkeeper::storage::{self, Location};
 use dbkeeper::verify::TargetCheck;
 use dbkeeper::{Engine, ExitCode};
 

@@ -4,11 +4,10 @@
 //! counts, sequences, indexes, validators and options, schema fingerprint; `--deep`: content
 //! digests). Every mismatch is listed; any mismatch exits 1, a damaged archive included.
 
-
-use dbkeeper::storage::{self, Location};
 use dbkeeper::archive::reader::{Checked, VerifiedArchive};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
+use dbkeeper::storage::{self, Location};
 use dbkeeper::verify::{show, ArchiveFacts, Kind, Level, Mismatch, VerifyReport};
 use dbkeeper::ExitCode;
 

@@ -273,7 +273,9 @@ fn build_store(
                 .ok();
             let endpoint = settings.endpoint.clone().or(env_endpoint);
             // A plain-HTTP endpoint is one somebody chose explicitly (a local test server).
-            let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+            let allow_http = endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"));
             b = b.with_client_options(client.with_allow_http(allow_http));
             if let Some(endpoint) = endpoint {
                 b = b.with_endpoint(endpoint);
@@ -357,11 +359,18 @@ impl super::RangedSource for ObjectSource {
         }
         let bytes = self
             .wait(self.store.get_range(&self.key, offset..end))
-            .map_err(|e| std::io::Error::other(format!("reading {}: {}", self.url, describe(&e))))?;
+            .map_err(|e| {
+                std::io::Error::other(format!("reading {}: {}", self.url, describe(&e)))
+            })?;
         if bytes.len() != buf.len() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("{} returned {} bytes for {}", self.url, bytes.len(), buf.len()),
+                format!(
+                    "{} returned {} bytes for {}",
+                    self.url,
+                    bytes.len(),
+                    buf.len()
+                ),
             ));
         }
         buf.copy_from_slice(&bytes);
@@ -571,11 +580,7 @@ async fn read_object_stamp(
 /// data is intact is what `verify` proves.
 fn summarize(url: &str, source: &ObjectSource) -> ArchiveSummary {
     use super::RangedSource;
-    catalog::summary_from(
-        PathBuf::from(url),
-        source.len(),
-        read_tail_metadata(source),
-    )
+    catalog::summary_from(PathBuf::from(url), source.len(), read_tail_metadata(source))
 }
 
 const BLOCK: u64 = 512;
@@ -647,7 +652,11 @@ fn read_tail_metadata(
     Ok((header, manifest))
 }
 
-fn read(source: &dyn super::RangedSource, buf: &mut [u8], at: u64) -> std::result::Result<(), String> {
+fn read(
+    source: &dyn super::RangedSource,
+    buf: &mut [u8],
+    at: u64,
+) -> std::result::Result<(), String> {
     source
         .read_exact_at(buf, at)
         .map_err(|e| format!("cannot read: {e}"))

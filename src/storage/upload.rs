@@ -195,7 +195,10 @@ impl MultipartSink {
         // thread of its own can.
         let _ = std::thread::spawn(move || {
             if let Err(e) = runtime.block_on(upload.abort()) {
-                tracing::warn!("could not abort the unfinished upload of {url}: {}", describe(&e));
+                tracing::warn!(
+                    "could not abort the unfinished upload of {url}: {}",
+                    describe(&e)
+                );
             }
         })
         .join();
