@@ -488,10 +488,20 @@ async fn a_killed_upload_leaves_no_archive_a_racing_backup_is_refused_and_the_ne
     dbk(dir.path()).args(["verify", archive]).assert().success();
 }
 
-/// A TCP proxy in front of the S3 server that answers the first `failures` part uploads with
-/// 503 SlowDown and forwards everything else. Each connection carries one request (the proxy
-/// answers `Connection: close`), so every request is seen.
-fn slowdown_proxy(failures: usize) -> (String, Arc<AtomicUsize>) {
+/// What the fault-injecting proxy does to part uploads.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// The first N part uploads are answered with 503 SlowDown.
+    SlowDown(usize),
+    /// After N part uploads the "server" is gone: every later request's connection is closed
+    /// without an answer.
+    StopAfter(usize),
+}
+
+/// A TCP proxy in front of the S3 server that injects `fault` and forwards everything else.
+/// Each connection carries one request (the proxy answers `Connection: close`), so every
+/// request is seen.
+fn faulty_proxy(fault: Fault) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let upstream = authority(&endpoint());
@@ -503,7 +513,7 @@ fn slowdown_proxy(failures: usize) -> (String, Arc<AtomicUsize>) {
             let upstream = upstream.clone();
             let count = count.clone();
             std::thread::spawn(move || {
-                let _ = proxy_one(client, &upstream, &count, failures);
+                let _ = proxy_one(client, &upstream, &count, fault);
             });
         }
     });
@@ -513,8 +523,8 @@ fn slowdown_proxy(failures: usize) -> (String, Arc<AtomicUsize>) {
 fn proxy_one(
     mut client: TcpStream,
     upstream: &str,
-    injected: &AtomicUsize,
-    failures: usize,
+    parts: &AtomicUsize,
+    fault: Fault,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -537,7 +547,17 @@ fn proxy_one(
     client.read_exact(&mut body)?;
     let request_line = text.lines().next().unwrap_or_default().to_string();
     let is_part = request_line.starts_with("PUT ") && request_line.contains("partNumber=");
-    if is_part && injected.fetch_add(1, Ordering::SeqCst) < failures {
+    let seen = if is_part {
+        parts.fetch_add(1, Ordering::SeqCst)
+    } else {
+        parts.load(Ordering::SeqCst)
+    };
+    if let Fault::StopAfter(n) = fault {
+        if seen >= n {
+            return Ok(()); // dropped: the connection closes unanswered
+        }
+    }
+    if matches!(fault, Fault::SlowDown(n) if is_part && seen < n) {
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
         write!(
             client,
@@ -566,7 +586,7 @@ async fn a_part_upload_answered_with_503_slowdown_is_retried() {
     let pg = big_source().await;
     let bucket = bucket();
     let dir = tempfile::tempdir().unwrap();
-    let (proxy, injected) = slowdown_proxy(2);
+    let (proxy, injected) = faulty_proxy(Fault::SlowDown(2));
     let mut cmd = dbkeeper(dir.path());
     envs(&mut cmd, &proxy);
     let out = cmd
@@ -594,4 +614,48 @@ async fn a_part_upload_answered_with_503_slowdown_is_retried() {
         .assert()
         .success()
         .stdout(predicate::str::contains("ok").or(predicate::str::contains("OK")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stopping_mid_upload_fails_the_backup_and_leaves_no_archive() {
+    let pg = big_source().await;
+    let bucket = bucket();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        "[storage]\npart_size_mib = 5\nmax_retries = 1\n",
+    )
+    .unwrap();
+    let prefix = format!("s3://{bucket}/stop/");
+    let (proxy, parts) = faulty_proxy(Fault::StopAfter(1));
+    let mut cmd = dbkeeper(dir.path());
+    envs(&mut cmd, &proxy);
+    let stderr = fails(
+        cmd.args([
+            "--pg-url",
+            &pg.url,
+            "backup",
+            "--output",
+            &prefix,
+            "--compression-level",
+            "0",
+        ]),
+        3,
+    );
+    assert!(
+        parts.load(Ordering::SeqCst) >= 1,
+        "no part reached the proxy"
+    );
+    assert!(stderr.contains(&format!("s3://{bucket}/stop/")), "{stderr}");
+    assert!(!keys(&bucket, "stop/")
+        .iter()
+        .any(|k| k.ends_with(".dbk.tar")));
+    // With the server back, the next backup succeeds (the dead run's lock, if any was left,
+    // belongs to a process that is gone).
+    let report =
+        stdout_json(dbk(dir.path()).args(["--pg-url", &pg.url, "backup", "--output", &prefix]));
+    dbk(dir.path())
+        .args(["verify", report["archive"].as_str().unwrap()])
+        .assert()
+        .success();
 }

@@ -186,3 +186,46 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .await
         .map_err(|e| Error::io("reading the archive", std::io::Error::other(e)))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let section: StorageSection = toml::from_str(
+            "access_key_id = \"AKIA\"\nsecret_access_key = \"hunter2\"\nsession_token = \"tok3n\"",
+        )
+        .unwrap();
+        let shown = format!("{section:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok3n"),
+            "{shown}"
+        );
+        assert_eq!(section.secret_access_key.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn object_urls_are_told_from_local_paths() {
+        for url in [
+            "s3://b/x/",
+            "gs://b/",
+            "az://c/p",
+            "s3:bucket",
+            "S3://b",
+            "ftp://h/x",
+        ] {
+            assert!(Location::is_object_url(url), "{url}");
+        }
+        for path in [
+            "backups",
+            "/var/backups",
+            "./s3",
+            "c:backups",
+            "a:b/c.tar",
+            "-",
+        ] {
+            assert!(!Location::is_object_url(path), "{path}");
+        }
+    }
+}

@@ -596,7 +596,7 @@ fn read_tail_metadata(
     }
     let incomplete = "no COMMIT member: the backup did not finish (truncated or interrupted)";
     // The writer ends the stream with two zero blocks after COMMIT's one data block.
-    if len < 6 * BLOCK || len % BLOCK != 0 {
+    if len < 6 * BLOCK || !len.is_multiple_of(BLOCK) {
         return Err(incomplete.into());
     }
     let commit_at = len - 4 * BLOCK;

@@ -10,8 +10,7 @@
 
 use std::io::Write;
 
-use object_store::path::Path as ObjectPath;
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use tokio::task::JoinSet;
 
 use super::object::{describe, ObjectLocation};
@@ -35,7 +34,7 @@ pub struct PartSizes {
 
 impl PartSizes {
     pub fn new(first: u64, max_parts: u64) -> Result<PartSizes> {
-        if first < MIN_PART || first > MAX_PART {
+        if !(MIN_PART..=MAX_PART).contains(&first) {
             return Err(Error::Usage(format!(
                 "[storage] part_size_mib = {}: parts must be between 5 MiB and 5 GiB",
                 first >> 20
@@ -229,15 +228,6 @@ impl Drop for MultipartSink {
             self.abort();
         }
     }
-}
-
-/// Writes a small object in one request (stamps, lock files).
-pub async fn put_small(
-    store: &dyn ObjectStore,
-    key: &ObjectPath,
-    data: Vec<u8>,
-) -> object_store::Result<()> {
-    store.put(key, PutPayload::from(data)).await.map(|_| ())
 }
 
 #[cfg(test)]
