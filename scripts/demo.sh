@@ -141,7 +141,7 @@ ensure_build_prereqs
 printf '+ cargo build\n'
 cargo build
 
-step "start PostgreSQL and a MongoDB-compatible server"
+step "start PostgreSQL, a MongoDB-compatible server and an S3 API server"
 services_start_tracked
 # psql is only used for demo setup/teardown; dbkeeper itself needs no client.
 command -v "$PSQL" >/dev/null 2>&1 || apt_install postgresql-client
@@ -154,10 +154,12 @@ PG_RESTORED_DB="${DEMO_ID}_restored"
 MONGO_DB=$DEMO_ID
 MONGO_RESTORED_DB="${DEMO_ID}_restored"
 MASKED_DB="${DEMO_ID}_masked"
+PG_FROM_S3_DB="${DEMO_ID}_from_s3"
+MONGO_FROM_S3_DB="${DEMO_ID}_from_s3"
 # Registered before creation so cleanup drops them whatever happens next
 # (dropping is IF EXISTS / a no-op for names never created).
-PG_DBS=("$PG_DB" "$PG_RESTORED_DB" "$MASKED_DB")
-MONGO_DBS=("$MONGO_DB" "$MONGO_RESTORED_DB" "$MASKED_DB")
+PG_DBS=("$PG_DB" "$PG_RESTORED_DB" "$MASKED_DB" "$PG_FROM_S3_DB")
+MONGO_DBS=("$MONGO_DB" "$MONGO_RESTORED_DB" "$MASKED_DB" "$MONGO_FROM_S3_DB")
 
 printf '+ psql -c "CREATE DATABASE %s"\n' "$PG_DB"
 "$PSQL" -q -X -d "$DBKEEPER_TEST_PG_URL" -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\""
@@ -256,6 +258,21 @@ dbkeeper restore "$ARCHIVE" --mask "$MASK_DIR/mask.toml" --pg-url "$MASKED_PG_UR
 printf '+ psql: customer 1 before (production) and after (masked copy)\n'
 "$PSQL" -X -d "$DBKEEPER_PG_URL" -c "SELECT id, email, full_name FROM customers WHERE id = 1"
 "$PSQL" -X -d "$MASKED_PG_URL" -c "SELECT id, email, full_name FROM customers WHERE id = 1"
+
+step "back up into a bucket of the local S3 server, list it there, restore from it"
+# moto accepts any credentials; a real bucket takes the standard AWS_* variables the same way.
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL=$DBKEEPER_TEST_S3_ENDPOINT
+DEMO_BUCKET="${DEMO_ID//_/-}"
+printf '+ curl -X PUT %s/%s   # create the bucket\n' "$AWS_ENDPOINT_URL" "$DEMO_BUCKET"
+curl -sf -X PUT "$AWS_ENDPOINT_URL/$DEMO_BUCKET" >/dev/null || die "could not create bucket $DEMO_BUCKET"
+dbkeeper backup --output "s3://$DEMO_BUCKET/nightly/"
+dbkeeper list "s3://$DEMO_BUCKET/nightly/"
+S3_ARCHIVE=$("$DBKEEPER_BIN" list "s3://$DEMO_BUCKET/nightly/" --json | sed -n 's/^ *"path": "\(.*\)",$/\1/p' | head -n 1)
+[[ $S3_ARCHIVE == s3://* ]] || die "the backup to the bucket produced no archive"
+dbkeeper verify "$S3_ARCHIVE"
+dbkeeper restore "$S3_ARCHIVE" --pg-url "$(url_with_db "$DBKEEPER_TEST_PG_URL" "$PG_FROM_S3_DB")" \
+    --mongo-url "$(url_with_db "$DBKEEPER_TEST_MONGO_URL" "$MONGO_FROM_S3_DB")"
 
 step "roll the newest migration back on both engines (down scripts captured at apply time)"
 dbkeeper migrate down --steps 1

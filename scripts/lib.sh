@@ -63,14 +63,15 @@ ensure_rust_components() {
 DBKEEPER_STARTED_SERVICES=()
 services_start_tracked() {
     local svc env_out
-    for svc in pg pgtls mongo; do
+    for svc in pg pgtls mongo s3; do
         if ! "$DBKEEPER_SERVICES" status "$svc" >/dev/null 2>&1; then
             DBKEEPER_STARTED_SERVICES+=("$svc")
         fi
     done
     env_out=$("$DBKEEPER_SERVICES" start)
     eval "$env_out"
-    export DBKEEPER_TEST_PG_URL DBKEEPER_TEST_MONGO_URL DBKEEPER_TEST_PG_TLS_URL DBKEEPER_TEST_PG_TLS_CERTS
+    export DBKEEPER_TEST_PG_URL DBKEEPER_TEST_MONGO_URL DBKEEPER_TEST_PG_TLS_URL DBKEEPER_TEST_PG_TLS_CERTS \
+        DBKEEPER_TEST_S3_ENDPOINT
 }
 
 # Meant for an EXIT trap. DBKEEPER_KEEP_SERVICES=1 keeps them for the next

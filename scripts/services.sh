@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Bring up the real services dbkeeper's tests run against: a private
-# PostgreSQL cluster, a second one with TLS (pgtls) and a MongoDB-compatible
-# server (SecantusDB), all on loopback, all private to this checkout.
+# PostgreSQL cluster, a second one with TLS (pgtls), a MongoDB-compatible
+# server (SecantusDB) and an S3 API server (moto), all on loopback, all
+# private to this checkout.
 #
-#   scripts/services.sh start  [pg] [pgtls] [mongo]   start (idempotent), print exports
-#   scripts/services.sh stop   [pg] [pgtls] [mongo]   stop what this script started
-#   scripts/services.sh env                           print eval-able exports
-#   scripts/services.sh status [pg] [pgtls] [mongo]   report; exit 0 only if all up
+#   scripts/services.sh start  [pg] [pgtls] [mongo] [s3]   start (idempotent), print exports
+#   scripts/services.sh stop   [pg] [pgtls] [mongo] [s3]   stop what this script started
+#   scripts/services.sh env                                print eval-able exports
+#   scripts/services.sh status [pg] [pgtls] [mongo] [s3]   report; exit 0 only if all up
 #
 # Typical use:  eval "$(scripts/services.sh start)"
 # Only the export lines go to stdout; progress and errors go to stderr, so the
@@ -19,10 +20,11 @@
 #                            use this TLS PostgreSQL and the directory with its
 #                            ca.crt, other-ca.crt, client.crt, client.key
 #   SECANTUS_SERVER=rs       use the (faster, built from source) Rust server
+#   DBKEEPER_TEST_S3_ENDPOINT  use this S3 API endpoint instead of moto_server
 #   DBKEEPER_SERVICES_PG_PORT / DBKEEPER_SERVICES_PG_TLS_PORT /
-#   DBKEEPER_SERVICES_MONGO_PORT
-#                            override the ports (55432 / 55433 / 57017), e.g.
-#                            to run two checkouts side by side
+#   DBKEEPER_SERVICES_MONGO_PORT / DBKEEPER_SERVICES_S3_PORT
+#                            override the ports (55432 / 55433 / 57017 / 59000),
+#                            e.g. to run two checkouts side by side
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +41,15 @@ PG_URL_LOCAL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 MONGO_URL_LOCAL="mongodb://127.0.0.1:$MONGO_PORT"
 # "localhost", not 127.0.0.1: the test server certificate names only that host.
 PG_TLS_URL_LOCAL="postgres://postgres@localhost:$PG_TLS_PORT/postgres"
+
+S3_PORT=${DBKEEPER_SERVICES_S3_PORT:-59000}
+S3_ENDPOINT_LOCAL="http://127.0.0.1:$S3_PORT"
+
+# The S3 API server: moto's, in memory, accepting any credentials.
+MOTO_VERSION=5.2.5
+MOTO_VENV="$SERVICES_DIR/moto-venv"
+MOTO_LOG="$SERVICES_DIR/moto.log"
+MOTO_PID="$SERVICES_DIR/moto.pid"
 
 SECANTUS_PY_VERSION=0.7.0b3
 SECANTUS_RS_VERSION=0.5.3-beta.193
@@ -91,6 +102,7 @@ port_open() {
 pg_external() { [[ -n ${DBKEEPER_TEST_PG_URL:-} && $DBKEEPER_TEST_PG_URL != "$PG_URL_LOCAL" ]]; }
 pgtls_external() { [[ -n ${DBKEEPER_TEST_PG_TLS_URL:-} && $DBKEEPER_TEST_PG_TLS_URL != "$PG_TLS_URL_LOCAL" ]]; }
 mongo_external() { [[ -n ${DBKEEPER_TEST_MONGO_URL:-} && $DBKEEPER_TEST_MONGO_URL != "$MONGO_URL_LOCAL" ]]; }
+s3_external() { [[ -n ${DBKEEPER_TEST_S3_ENDPOINT:-} && $DBKEEPER_TEST_S3_ENDPOINT != "$S3_ENDPOINT_LOCAL" ]]; }
 
 # printf %q makes the values safe to eval even for externally supplied URLs.
 print_env() {
@@ -102,6 +114,7 @@ print_env() {
     printf 'export DBKEEPER_TEST_MONGO_URL=%q\n' "${DBKEEPER_TEST_MONGO_URL:-$MONGO_URL_LOCAL}"
     printf 'export DBKEEPER_TEST_PG_TLS_URL=%q\n' "${DBKEEPER_TEST_PG_TLS_URL:-$PG_TLS_URL_LOCAL}"
     printf 'export DBKEEPER_TEST_PG_TLS_CERTS=%q\n' "${DBKEEPER_TEST_PG_TLS_CERTS:-$PGTLS_CERTS}"
+    printf 'export DBKEEPER_TEST_S3_ENDPOINT=%q\n' "${DBKEEPER_TEST_S3_ENDPOINT:-$S3_ENDPOINT_LOCAL}"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -643,10 +656,96 @@ mongo_status() {
     fi
 }
 
+# ---------------------------------------------------------------- S3 (moto)
+
+s3_pid() {
+    local pid
+    pid=$(cat "$MOTO_PID" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *moto_server* ]] || return 1
+    echo "$pid"
+}
+
+ensure_moto() {
+    local py="$MOTO_VENV/bin/python" pip_log="$SERVICES_DIR/moto-pip.log"
+    if [[ ! -x $py ]]; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+        log "S3: creating venv $MOTO_VENV"
+        if ! python3 -m venv "$MOTO_VENV" >&2; then
+            rm -rf "$MOTO_VENV"
+            apt_install python3-venv
+            python3 -m venv "$MOTO_VENV" >&2
+        fi
+    fi
+    if [[ -x $MOTO_VENV/bin/moto_server ]] &&
+        "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION')" 2>/dev/null; then
+        return 0
+    fi
+    log "S3: pip install moto[server]==$MOTO_VERSION (log: $pip_log)"
+    if ! "$py" -m pip install --disable-pip-version-check "moto[server]==$MOTO_VERSION" >>"$pip_log" 2>&1; then
+        die_with_log "moto install (pip)" "$pip_log"
+    fi
+}
+
+s3_start() {
+    if s3_external; then
+        log "S3: using external DBKEEPER_TEST_S3_ENDPOINT"
+        return 0
+    fi
+    mkdir -p "$SERVICES_DIR"
+    local pid
+    if pid=$(s3_pid); then
+        log "S3: moto_server already running (pid $pid)"
+        return 0
+    fi
+    port_open "$S3_PORT" && die "S3: port $S3_PORT is taken by another program; set DBKEEPER_SERVICES_S3_PORT"
+    ensure_moto
+    log "S3: starting moto_server on 127.0.0.1:$S3_PORT (log: $MOTO_LOG)"
+    nohup "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" </dev/null >>"$MOTO_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$MOTO_PID"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while ! port_open "$S3_PORT"; do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$MOTO_PID"; die_with_log "S3 (moto_server, exited early)" "$MOTO_LOG"; }
+        ((SECONDS < deadline)) || die_with_log "S3 (moto_server, no answer on port $S3_PORT)" "$MOTO_LOG"
+        sleep 0.2
+    done
+    log "S3: ready on port $S3_PORT (pid $pid)"
+}
+
+s3_stop() {
+    if s3_external; then
+        log "S3: external (DBKEEPER_TEST_S3_ENDPOINT), not stopping"
+        return 0
+    fi
+    local pid
+    if pid=$(s3_pid); then
+        log "S3: stopping moto_server (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+    else
+        log "S3: not running"
+    fi
+    rm -f "$MOTO_PID"
+}
+
+s3_status() {
+    if s3_external; then
+        echo "s3: external (DBKEEPER_TEST_S3_ENDPOINT)"
+        return 0
+    fi
+    local pid
+    if pid=$(s3_pid) && port_open "$S3_PORT"; then
+        echo "s3: moto_server running on 127.0.0.1:$S3_PORT (pid $pid, log $MOTO_LOG)"
+    else
+        echo "s3: not running"
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------- main
 
 usage() {
-    sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -655,10 +754,10 @@ action=$1
 shift
 services=("$@")
 if ((${#services[@]} == 0)); then
-    services=(pg pgtls mongo)
+    services=(pg pgtls mongo s3)
 fi
 for svc in "${services[@]}"; do
-    [[ $svc == pg || $svc == pgtls || $svc == mongo ]] || usage
+    [[ $svc == pg || $svc == pgtls || $svc == mongo || $svc == s3 ]] || usage
 done
 
 case $action in

@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub backup: BackupSection,
     #[serde(default)]
     pub retention: RetentionSection,
+    #[serde(default)]
+    pub storage: crate::storage::StorageSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +107,8 @@ pub struct Settings {
     pub jobs: usize,
     pub compression_level: u32,
     pub retention: RetentionSection,
+    /// Object storage client settings (`[storage]`).
+    pub storage: crate::storage::StorageSection,
 }
 
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -231,7 +235,11 @@ impl Settings {
             backup_dir: file
                 .backup
                 .output
-                .map(rel)
+                // A bucket URL is not a path relative to the config file.
+                .map(|p| match p.to_str() {
+                    Some(url) if crate::storage::Location::is_object_url(url) => p,
+                    _ => rel(p),
+                })
                 .unwrap_or_else(|| "backups".into()),
             archive_prefix: file
                 .backup
@@ -240,6 +248,7 @@ impl Settings {
             jobs,
             compression_level,
             retention: file.retention,
+            storage: file.storage,
             config_file,
         })
     }

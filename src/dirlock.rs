@@ -38,12 +38,7 @@ impl DirLock {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join(LOCK_FILE_NAME);
-        let me = LockOwner {
-            pid: std::process::id(),
-            host: hostname(),
-            command: command.to_string(),
-            started_at: chrono::Utc::now().to_rfc3339(),
-        };
+        let me = LockOwner::me(command);
         // Two attempts: the second after removing a stale lock.
         for _ in 0..2 {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -68,16 +63,11 @@ impl DirLock {
                             let _ = std::fs::remove_file(&path);
                         }
                         Some(owner) => {
-                            return Err(Error::Refused(format!(
-                                "{} is locked by another dbkeeper run: `{}` (pid {} on {}, started {}). Wait for it \
-                                 to finish; if it is certainly gone, delete {}",
-                                dir.display(),
-                                owner.command,
-                                owner.pid,
-                                owner.host,
-                                owner.started_at,
-                                path.display()
-                            )))
+                            return Err(locked_by(
+                                &dir.display().to_string(),
+                                &owner,
+                                &path.display().to_string(),
+                            ))
                         }
                         None => {
                             return Err(Error::Refused(format!(
@@ -106,6 +96,32 @@ impl DirLock {
 impl Drop for DirLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The refusal when another run holds a lock, the same for a directory and a bucket prefix.
+pub fn locked_by(place: &str, owner: &LockOwner, lock: &str) -> Error {
+    Error::Refused(format!(
+        "{place} is locked by another dbkeeper run: `{}` (pid {} on {}, started {}). Wait for it \
+         to finish; if it is certainly gone, delete {lock}",
+        owner.command, owner.pid, owner.host, owner.started_at
+    ))
+}
+
+impl LockOwner {
+    /// This process, running `command`.
+    pub fn me(command: &str) -> LockOwner {
+        LockOwner {
+            pid: std::process::id(),
+            host: hostname(),
+            command: command.to_string(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+
+    /// Whether the owner is certainly gone: a process of this host that no longer exists.
+    pub fn is_dead(&self) -> bool {
+        self.host == hostname() && !process_alive(self.pid)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod progress;
 pub mod redact;
 pub mod retention;
+pub mod storage;
 pub mod verify;
 pub mod wait;
 

@@ -23,6 +23,7 @@ use super::manifest::{Header, Manifest};
 use super::reader::{lacks_tar_magic, printable, NOT_AN_ARCHIVE};
 use super::{ARCHIVE_SUFFIX, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
 use crate::error::{Engine, Error, Result};
+use crate::storage::source::FileSource;
 
 /// Suffix of the verification stamp written next to an archive.
 pub const STAMP_SUFFIX: &str = ".verified.json";
@@ -93,8 +94,22 @@ pub fn list_archives(dir: &Path) -> Result<Vec<ArchiveSummary>> {
 /// the summary, because one damaged file must not hide the others from `list`.
 pub fn summarize(path: &Path) -> ArchiveSummary {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut summary = summary_from(path.to_path_buf(), size, read_metadata(path));
+    if summary.complete {
+        summary.verified = read_stamp(path);
+    }
+    summary
+}
+
+/// The summary of an archive whose metadata was read (or could not be), wherever it is; the
+/// caller adds the verification stamp.
+pub fn summary_from(
+    path: PathBuf,
+    size: u64,
+    metadata: std::result::Result<(Header, Manifest), String>,
+) -> ArchiveSummary {
     let mut summary = ArchiveSummary {
-        path: path.to_path_buf(),
+        path,
         size,
         complete: false,
         problem: None,
@@ -106,7 +121,7 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
         datasets: 0,
         verified: None,
     };
-    match read_metadata(path) {
+    match metadata {
         Ok((header, manifest)) => {
             summary.complete = true;
             summary.created_at = Some(header.created_at);
@@ -120,7 +135,6 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
                     .entry(d.engine.as_str().to_string())
                     .or_default() += d.rows;
             }
-            summary.verified = read_stamp(path);
         }
         Err(problem) => summary.problem = Some(problem),
     }
@@ -141,8 +155,9 @@ fn source_label(source: &crate::archive::Source) -> String {
 
 fn read_metadata(path: &Path) -> std::result::Result<(Header, Manifest), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let not_tar = lacks_tar_magic(&file);
-    let mut archive = tar::Archive::new(BufReader::new(file));
+    let source = FileSource::new(file).map_err(|e| format!("cannot open: {e}"))?;
+    let not_tar = lacks_tar_magic(&source);
+    let mut archive = tar::Archive::new(BufReader::new(source.file()));
     let entries = archive
         .entries_with_seek()
         .map_err(|e| format!("not a tar archive: {}", printable(&e.to_string(), 120)))?;

@@ -10,16 +10,16 @@
 //! V1 (decode): [`VerifiedArchive::verify_decode`] decompresses every chunk and re-counts its
 //! records and content digest.
 //!
-//! Members are read back by position (`pread`), re-checking their SHA-256, so parallel restore
-//! workers can share one open file and a file changed after the check is still caught.
+//! Members are read back by position (`pread` on a file, a ranged GET on an object, through
+//! [`RangedSource`]), re-checking their SHA-256, so parallel restore workers can share one open
+//! archive and an archive changed after the check is still caught.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::os::unix::fs::FileExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,7 @@ use super::digest::ContentDigest;
 use super::manifest::{ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT_VERSION};
 use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
 use crate::error::{Error, Result};
+use crate::storage::source::{FileSource, RangedSource};
 
 /// The archive argument that means standard input (`backup --output - | restore -`).
 pub const STDIN_ARCHIVE: &str = "-";
@@ -50,7 +51,7 @@ struct Location {
 #[derive(Debug)]
 pub struct VerifiedArchive {
     path: PathBuf,
-    file: File,
+    source: Arc<dyn RangedSource>,
     header: Header,
     manifest: Manifest,
     locations: HashMap<String, Location>,
@@ -148,7 +149,8 @@ impl VerifiedArchive {
         std::io::copy(&mut stream, &mut file).map_err(spool_error)?;
         std::io::Seek::rewind(&mut file).map_err(spool_error)?;
         let path = Path::new(STDIN_ARCHIVE);
-        match VerifiedArchive::check_file(path, file)? {
+        let source = FileSource::new(file).map_err(spool_error)?;
+        match VerifiedArchive::check_source(path, Arc::new(source))? {
             Checked::Verified(archive) => Ok(*archive),
             Checked::Damaged(problems) => Err(damaged(path, &problems)),
         }
@@ -157,23 +159,32 @@ impl VerifiedArchive {
     /// V0, returning every problem as data. Only a path that is missing or a directory (usage
     /// errors) or failing to read the file at all is an error.
     pub fn check(path: &Path) -> Result<Checked> {
-        VerifiedArchive::check_file(path, open_archive_file(path)?)
+        let file = open_archive_file(path)?;
+        let source = FileSource::new(file)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        VerifiedArchive::check_source(path, Arc::new(source))
     }
 
-    fn check_file(path: &Path, file: File) -> Result<Checked> {
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len();
+    /// [`VerifiedArchive::open`] for an archive read through `source` (an object in a bucket);
+    /// `name` is how messages call it.
+    pub fn open_source(name: &Path, source: Arc<dyn RangedSource>) -> Result<VerifiedArchive> {
+        match VerifiedArchive::check_source(name, source)? {
+            Checked::Verified(archive) => Ok(*archive),
+            Checked::Damaged(problems) => Err(damaged(name, &problems)),
+        }
+    }
+
+    /// [`VerifiedArchive::check`] for an archive read through `source`.
+    pub fn check_source(path: &Path, source: Arc<dyn RangedSource>) -> Result<Checked> {
         let mut problems = Problems::default();
-        let scan = scan(&file, file_len, &mut problems)
+        let scan = scan(source.as_ref(), &mut problems)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let checked = check(scan, &mut problems);
         Ok(match checked {
             Some((header, manifest, locations)) if problems.is_empty() => {
                 Checked::Verified(Box::new(VerifiedArchive {
                     path: path.to_path_buf(),
-                    file,
+                    source,
                     header,
                     manifest,
                     locations,
@@ -218,7 +229,7 @@ impl VerifiedArchive {
             )
         })?;
         let mut data = vec![0u8; loc.size as usize];
-        self.file
+        self.source
             .read_exact_at(&mut data, loc.offset)
             .map_err(|e| {
                 Error::io(
@@ -357,9 +368,10 @@ pub(crate) const NOT_AN_ARCHIVE: &str =
 
 /// What a file that is not a tar at all is, recognised by its first bytes: the formats people
 /// mistake for a dbkeeper archive, each with what to do instead.
-pub(crate) fn foreign_format(file: &File) -> Option<&'static str> {
+pub(crate) fn foreign_format(source: &dyn RangedSource) -> Option<&'static str> {
     let mut start = [0u8; 32];
-    let n = file.read_at(&mut start, 0).ok()?;
+    let n = start.len().min(usize::try_from(source.len()).unwrap_or(usize::MAX));
+    source.read_exact_at(&mut start[..n], 0).ok()?;
     let start = &start[..n];
     if start.starts_with(b"PGDMP") {
         Some("it is a pg_dump custom-format dump (pg_dump -Fc); restore it with pg_restore")
@@ -384,9 +396,9 @@ pub(crate) fn foreign_format(file: &File) -> Option<&'static str> {
 /// carries in its first header, and does not. Such a file whose first header does not parse is
 /// not an archive at all; with the magic (or cut before it) it is a damaged or truncated archive,
 /// and reported as one.
-pub(crate) fn lacks_tar_magic(file: &File) -> bool {
+pub(crate) fn lacks_tar_magic(source: &dyn RangedSource) -> bool {
     let mut start = [0u8; 262];
-    file.read_exact_at(&mut start, 0).is_ok() && &start[257..262] != b"ustar"
+    source.read_exact_at(&mut start, 0).is_ok() && &start[257..262] != b"ustar"
 }
 
 /// `text` safe to print on a terminal: control characters, the replacement character (what
@@ -448,14 +460,15 @@ struct Scan {
 
 /// Reads every tar entry once, hashing its data. Structural problems go to `problems`; only an
 /// I/O error on the file itself is returned as an error.
-fn scan(file: &File, file_len: u64, problems: &mut Problems) -> std::io::Result<Scan> {
+fn scan(source: &dyn RangedSource, problems: &mut Problems) -> std::io::Result<Scan> {
     let mut out = Scan::default();
-    if let Some(what) = foreign_format(file) {
+    if let Some(what) = foreign_format(source) {
         problems.add("archive", format!("not a dbkeeper archive: {what}"));
         out.not_an_archive = true;
         return Ok(out);
     }
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, file));
+    let file_len = source.len();
+    let mut archive = tar::Archive::new(source.sequential()?);
     let entries = match archive.entries() {
         Ok(entries) => entries,
         Err(e) => {
@@ -475,7 +488,7 @@ fn scan(file: &File, file_len: u64, problems: &mut Problems) -> std::io::Result<
         let mut entry = match entry {
             Ok(entry) => entry,
             // A first header without the tar magic: a random file, not a damaged archive.
-            Err(_) if index == 0 && lacks_tar_magic(file) => {
+            Err(_) if index == 0 && lacks_tar_magic(source) => {
                 problems.add("archive", NOT_AN_ARCHIVE.to_string());
                 out.not_an_archive = true;
                 break;

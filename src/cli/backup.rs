@@ -1,8 +1,10 @@
 //! `dbkeeper backup`: dump the configured databases into one archive.
 //!
 //! The archive goes to `--output`: a directory (a timestamped file is created in it), a file
-//! name ending in `.tar`, or `-` for stdout (the summary then goes to stderr). A file is written
-//! as `.partial` and renamed only when complete; any failure leaves no archive behind.
+//! name ending in `.tar`, `-` for stdout (the summary then goes to stderr), or a bucket prefix
+//! or key (`s3://bucket/nightly/`). A file is written as `.partial` and renamed only when
+//! complete; an object is a multipart upload completed only after COMMIT. Any failure leaves no
+//! archive behind.
 
 use std::io::IsTerminal;
 use std::io::{BufWriter, Write};
@@ -27,6 +29,10 @@ use dbkeeper::mongo::MongoTarget;
 use dbkeeper::postgres::dump::{DumpOptions, PgArchiveMeta, PgDump, ENGINE_KEY};
 use dbkeeper::postgres::PgTarget;
 use dbkeeper::progress;
+use dbkeeper::storage::lock::BucketLock;
+use dbkeeper::storage::object::ObjectLocation;
+use dbkeeper::storage::upload::MultipartSink;
+use dbkeeper::storage::{self, Location};
 use dbkeeper::{Engine, ExitCode};
 
 use super::args::BackupArgs;
@@ -69,6 +75,17 @@ struct PgSummary {
 enum Destination {
     File(PathBuf),
     Stdout,
+    /// An archive object, and the prefix it goes under (what is locked and pruned).
+    Object {
+        archive: ObjectLocation,
+        prefix: std::sync::Arc<ObjectLocation>,
+    },
+}
+
+/// The lock a backup holds on its directory or bucket prefix.
+enum RunLock {
+    Dir(#[allow(dead_code)] DirLock),
+    Bucket(#[allow(dead_code)] BucketLock),
 }
 
 /// The engines' dumps, each with its point in time already fixed.
@@ -98,7 +115,7 @@ pub async fn run(args: BackupArgs, settings: &Settings, out: Output) -> Result<E
 
 /// `migrate up --backup-first`: a backup into the configured directory, then checked as
 /// `verify` checks it (V0 and V1), so the migration only starts once a restorable copy exists.
-/// Returns the archive's path.
+/// Returns the archive's path (or URL).
 pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
     let args = BackupArgs {
         connect: Default::default(),
@@ -113,10 +130,12 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
     };
     let report = perform(args, settings).await?;
     let path = PathBuf::from(&report.archive);
+    let location = Location::parse(&path, "[backup] output", &settings.storage)?;
+    let archive = storage::open_archive(&location).await?;
     let jobs = settings.jobs;
     let checked = path.clone();
     blocking(move || {
-        let archive = VerifiedArchive::open(&checked)?;
+        let archive: VerifiedArchive = archive;
         let decoded = archive.verify_decode(jobs);
         if !decoded.problems.is_empty() {
             return Err(Error::CheckFailed(format!(
@@ -130,9 +149,10 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
                     .join("; ")
             )));
         }
-        catalog::write_stamp(&checked, "decode")
+        Ok(())
     })
     .await?;
+    storage::write_stamp(&location, "decode").await?;
     Ok(path)
 }
 
@@ -177,8 +197,13 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
             // Under the lock no other backup writes here: partial files are leftovers of a
             // killed run.
             catalog::remove_stale_partials(parent_dir(path), Some(&partial_path(path)))?;
-            Some(lock)
+            Some(RunLock::Dir(lock))
         }
+        // Taking it also proves the bucket exists and the credentials work, before any
+        // database is touched.
+        Destination::Object { prefix, .. } => Some(RunLock::Bucket(
+            BucketLock::acquire(prefix, "backup").await?,
+        )),
         Destination::Stdout => None,
     };
 
@@ -284,12 +309,33 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
                 blocking(move || writer.finish(&mut manifest).map(|w| (w, manifest))).await?;
             (manifest, mongo, "-".to_string(), out.count)
         }
+        Destination::Object { archive, .. } => {
+            let sink = MultipartSink::create(archive).await?;
+            let writer = ArchiveWriter::new(sink, &header, archive.url())?;
+            let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
+            let (url, bytes, manifest) = blocking(move || {
+                dbkeeper::faultpoint::pause("manifest");
+                let sink = writer.finish(&mut manifest)?;
+                let bytes = sink.written();
+                // The object appears under its name only now, after COMMIT.
+                sink.complete().map(|url| (url, bytes, manifest))
+            })
+            .await?;
+            (manifest, mongo, url, bytes)
+        }
     };
 
     let pruned = match (&destination, args.prune) {
-        (Destination::File(path), true) => {
-            Some(super::list::prune_after_backup(parent_dir(path), settings)?)
-        }
+        (Destination::File(path), true) => Some(
+            super::list::prune_after_backup(
+                &Location::Local(parent_dir(path).to_path_buf()),
+                settings,
+            )
+            .await?,
+        ),
+        (Destination::Object { prefix, .. }, true) => Some(
+            super::list::prune_after_backup(&Location::Object(prefix.clone()), settings).await?,
+        ),
         (Destination::Stdout, true) => {
             return Err(Error::Usage(
                 "--prune needs a backup directory, not --output -".into(),
@@ -441,6 +487,24 @@ fn destination(
     settings: &Settings,
     created_at: DateTime<Utc>,
 ) -> Result<Destination> {
+    let file_name = archive_file_name(&settings.archive_prefix, created_at)?;
+    let (origin, raw) = match output {
+        Some(o) => ("--output", PathBuf::from(o)),
+        None => ("[backup] output", settings.backup_dir.clone()),
+    };
+    if let Location::Object(location) = Location::parse(&raw, origin, &settings.storage)? {
+        return Ok(if location.is_archive_key() {
+            Destination::Object {
+                archive: (*location).clone(),
+                prefix: std::sync::Arc::new(location.parent()),
+            }
+        } else {
+            Destination::Object {
+                archive: location.child(&file_name),
+                prefix: location,
+            }
+        });
+    }
     let Some(dir) = output_dir(output, settings) else {
         return match output {
             Some("-") if std::io::stdout().is_terminal() => Err(Error::Usage(
@@ -454,10 +518,7 @@ fn destination(
         };
     };
     create_backup_dir(&dir, output.is_none())?;
-    Ok(Destination::File(dir.join(archive_file_name(
-        &settings.archive_prefix,
-        created_at,
-    )?)))
+    Ok(Destination::File(dir.join(file_name)))
 }
 
 /// `<prefix>-<UTC second>-<6 random hex digits>.dbk.tar`: the time sorts and reads well; the
@@ -513,6 +574,14 @@ fn create_backup_dir(dir: &Path, configured: bool) -> Result<()> {
 fn output_dir(output: Option<&str>, settings: &Settings) -> Option<PathBuf> {
     match output {
         Some("-") => None,
+        Some(o) if Location::is_object_url(o) => None,
+        None if settings
+            .backup_dir
+            .to_str()
+            .is_some_and(Location::is_object_url) =>
+        {
+            None
+        }
         Some(o) if o.ends_with(".tar") && !Path::new(o).is_dir() => None,
         Some(o) => Some(PathBuf::from(o)),
         None => Some(settings.backup_dir.clone()),

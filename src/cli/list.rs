@@ -1,28 +1,33 @@
-//! `dbkeeper list` and `dbkeeper prune`: the archives in a backup directory, and retention.
+//! `dbkeeper list` and `dbkeeper prune`: the archives in a backup directory or bucket prefix,
+//! and retention.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use dbkeeper::archive::catalog::{self, ArchiveSummary};
+use dbkeeper::archive::catalog::ArchiveSummary;
 use dbkeeper::config::Settings;
 use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::Result;
 use dbkeeper::retention::{self, Candidate, Decision, Policy};
+use dbkeeper::storage::lock::BucketLock;
+use dbkeeper::storage::{self, Location};
 use dbkeeper::ExitCode;
 
 use super::args::{ListArgs, PruneArgs};
 use super::output::{human_bytes, Output};
 
-pub fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(|| settings.backup_dir.clone());
-    require_backup_dir(&dir, "list")?;
-    let archives = catalog::list_archives(&dir)?;
+pub async fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
+    let location = backup_location(args.dir, settings)?;
+    require_backup_dir(&location, "list")?;
+    let store = storage::archive_store(&location);
+    let archives = store.list().await?;
+    let dir = store.display();
     out.emit(
         &serde_json::json!({ "directory": dir, "archives": archives }),
         || {
             if archives.is_empty() {
-                println!("no archives in {}", dir.display());
+                println!("no archives in {dir}");
             }
             for a in &archives {
                 println!("{}", describe(a));
@@ -75,9 +80,17 @@ fn describe(a: &ArchiveSummary) -> String {
     )
 }
 
+/// The directory or bucket prefix a `list`/`prune` argument (or `[backup] output`) names.
+fn backup_location(dir: Option<PathBuf>, settings: &Settings) -> Result<Location> {
+    match dir {
+        Some(dir) => Location::parse(&dir, "DIR", &settings.storage),
+        None => Location::parse(&settings.backup_dir, "[backup] output", &settings.storage),
+    }
+}
+
 #[derive(Serialize)]
 struct PruneReport {
-    directory: PathBuf,
+    directory: String,
     dry_run: bool,
     policy: Policy,
     kept: Vec<Decision>,
@@ -104,14 +117,11 @@ pub fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
     }
 }
 
-pub fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
+pub async fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
     let policy = policy_from(&args, settings);
     policy.validate()?;
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| settings.backup_dir.clone());
-    let report = prune_dir(&dir, &policy, args.dry_run, Locking::Take)?;
+    let location = backup_location(args.dir.clone(), settings)?;
+    let report = prune_dir(&location, &policy, args.dry_run, Locking::Take).await?;
     out.emit(&report, || {
         let verb = if report.dry_run {
             "would delete"
@@ -156,8 +166,11 @@ pub fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCo
 }
 
 /// A backup directory argument that is missing or is a file is a usage error (exit 2) that says
-/// which, not an I/O failure.
-fn require_backup_dir(dir: &std::path::Path, command: &str) -> Result<()> {
+/// which, not an I/O failure. (A bucket prefix is checked by listing it.)
+fn require_backup_dir(location: &Location, command: &str) -> Result<()> {
+    let Location::Local(dir) = location else {
+        return Ok(());
+    };
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(dbkeeper::Error::Usage(format!(
@@ -179,20 +192,32 @@ enum Locking {
     HeldByCaller,
 }
 
-/// Applies `policy` to the complete archives in `dir` (under the directory lock).
-fn prune_dir(
-    dir: &std::path::Path,
+/// The lock `prune` holds, on a directory or a bucket prefix.
+enum PruneLock {
+    Dir(#[allow(dead_code)] DirLock),
+    Bucket(#[allow(dead_code)] BucketLock),
+}
+
+/// Applies `policy` to the complete archives in `location` (under its lock).
+async fn prune_dir(
+    location: &Location,
     policy: &Policy,
     dry_run: bool,
     locking: Locking,
 ) -> Result<PruneReport> {
     // The lock would create a missing directory: a mistyped path must not "prune" nothing.
-    require_backup_dir(dir, "prune")?;
-    let _lock = match (dry_run, locking) {
-        (false, Locking::Take) => Some(DirLock::acquire(dir, "prune")?),
+    require_backup_dir(location, "prune")?;
+    let _lock = match (dry_run, locking, location) {
+        (false, Locking::Take, Location::Local(dir)) => {
+            Some(PruneLock::Dir(DirLock::acquire(dir, "prune")?))
+        }
+        (false, Locking::Take, Location::Object(prefix)) => Some(PruneLock::Bucket(
+            BucketLock::acquire(prefix, "prune").await?,
+        )),
         _ => None,
     };
-    let archives = catalog::list_archives(dir)?;
+    let store = storage::archive_store(location);
+    let archives = store.list().await?;
     let (complete, ignored): (Vec<_>, Vec<_>) = archives.into_iter().partition(|a| a.complete);
     let candidates: Vec<Candidate> = complete
         .iter()
@@ -209,11 +234,11 @@ fn prune_dir(
     let (kept, deleted): (Vec<_>, Vec<_>) = decisions.into_iter().partition(Decision::keep);
     if !dry_run {
         for d in &deleted {
-            catalog::delete_archive(std::path::Path::new(&d.id))?;
+            store.delete(&d.id).await?;
         }
     }
     Ok(PruneReport {
-        directory: dir.to_path_buf(),
+        directory: store.display(),
         dry_run,
         policy: *policy,
         kept,
@@ -237,8 +262,8 @@ pub fn configured_policy(settings: &Settings) -> Result<Policy> {
 
 /// `backup --prune`: the configured policy after a successful backup, under the backup's lock.
 /// Returns the deleted archives.
-pub fn prune_after_backup(dir: &std::path::Path, settings: &Settings) -> Result<Vec<String>> {
+pub async fn prune_after_backup(location: &Location, settings: &Settings) -> Result<Vec<String>> {
     let policy = configured_policy(settings)?;
-    let report = prune_dir(dir, &policy, false, Locking::HeldByCaller)?;
+    let report = prune_dir(location, &policy, false, Locking::HeldByCaller).await?;
     Ok(report.deleted.into_iter().map(|d| d.id).collect())
 }

@@ -52,8 +52,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(args) => backup::run(args, &settings, out).await,
         Command::Restore(args) => restore::run(args, &settings, out).await,
         Command::Verify(args) => verify::run(args, &settings, named_targets, out).await,
-        Command::List(args) => list::list(args, &settings, out),
-        Command::Prune(args) => list::prune(args, &settings, out),
+        Command::List(args) => list::list(args, &settings, out).await,
+        Command::Prune(args) => list::prune(args, &settings, out).await,
         Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before configuration")
         }

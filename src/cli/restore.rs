@@ -8,12 +8,10 @@
 //! refused for MongoDB must not have already replaced the PostgreSQL database.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use dbkeeper::archive::catalog;
 use dbkeeper::archive::reader::{VerifiedArchive, STDIN_ARCHIVE};
 use dbkeeper::archive::selection::Selection;
 use dbkeeper::archive::manifest::{MaskedField, MaskingRecord};
@@ -27,6 +25,7 @@ use dbkeeper::postgres::restore::{
 };
 use dbkeeper::postgres::PgTarget;
 use dbkeeper::progress;
+use dbkeeper::storage::{self, Location};
 use dbkeeper::verify::TargetCheck;
 use dbkeeper::{Engine, ExitCode};
 
@@ -133,7 +132,11 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     }
     // V0 before anything touches a database.
     let from_stdin = args.archive.as_os_str() == STDIN_ARCHIVE;
-    let archive = Arc::new(open_archive(&args.archive).await?);
+    let location = match from_stdin {
+        true => None,
+        false => Some(Location::parse(&args.archive, "ARCHIVE", &settings.storage)?),
+    };
+    let archive = Arc::new(open_archive(location.as_ref()).await?);
     let manifest = archive.manifest();
     if args.list {
         return contents::print(&archive, out);
@@ -312,9 +315,9 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     .flatten()
     .collect();
     let mismatches: usize = checks.iter().map(|c| c.mismatches.len()).sum();
-    if !checks.is_empty() && mismatches == 0 && !from_stdin {
+    if let Some(location) = location.as_ref().filter(|_| !checks.is_empty() && mismatches == 0) {
         // Remembered for `list`/`prune`; failing to write it changes nothing.
-        if let Err(e) = catalog::write_stamp(archive.path(), "restore") {
+        if let Err(e) = storage::write_stamp(location, "restore").await {
             tracing::warn!("could not record the verification next to the archive: {e}");
         }
     }
@@ -328,22 +331,22 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
 }
 
 /// The archive argument, checked (V0): a file, or `-` for standard input.
-async fn open_archive(path: &Path) -> Result<VerifiedArchive> {
-    let path = path.to_path_buf();
-    let from_stdin = path.as_os_str() == STDIN_ARCHIVE;
-    if from_stdin && std::io::stdin().is_terminal() {
+/// V0 on the archive at `location` (a file or an object), or on standard input when there is
+/// none (`restore -`).
+async fn open_archive(location: Option<&Location>) -> Result<VerifiedArchive> {
+    if let Some(location) = location {
+        return storage::open_archive(location).await;
+    }
+    if std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "restore -: standard input is a terminal; pipe an archive in (`dbkeeper backup \
              --output - | dbkeeper restore -`) or name the archive file"
                 .into(),
         ));
     }
-    tokio::task::spawn_blocking(move || match from_stdin {
-        true => VerifiedArchive::open_stream(std::io::stdin().lock()),
-        false => VerifiedArchive::open(&path),
-    })
-    .await
-    .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(|| VerifiedArchive::open_stream(std::io::stdin().lock()))
+        .await
+        .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))?
 }
 
 fn engine_of(arg: EngineArg) -> Engine {

@@ -4,12 +4,10 @@
 //! counts, sequences, indexes, validators and options, schema fingerprint; `--deep`: content
 //! digests). Every mismatch is listed; any mismatch exits 1, a damaged archive included.
 
-use std::path::PathBuf;
-
-use dbkeeper::archive::catalog;
 use dbkeeper::archive::reader::{Checked, VerifiedArchive};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
+use dbkeeper::storage::{self, Location};
 use dbkeeper::verify::{show, ArchiveFacts, Kind, Level, Mismatch, VerifyReport};
 use dbkeeper::ExitCode;
 
@@ -69,7 +67,8 @@ pub async fn run(
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
     let mut report = VerifyReport::new(args.archive.display().to_string(), args.deep);
-    let archive = offline(args.archive.clone(), jobs, &mut report).await?;
+    let location = Location::parse(&args.archive, "ARCHIVE", &settings.storage)?;
+    let archive = offline(&location, jobs, &mut report).await?;
     let offline_ok = report.ok;
     if let Some(archive) = &archive {
         let options = targets::TargetOptions {
@@ -92,7 +91,7 @@ pub async fn run(
             "decode"
         };
         // The stamp only saves `list`/`prune` a re-check; failing to write it changes nothing.
-        if let Err(e) = catalog::write_stamp(&args.archive, level) {
+        if let Err(e) = storage::write_stamp(&location, level).await {
             tracing::warn!("could not record the verification next to the archive: {e}");
         }
     }
@@ -134,12 +133,12 @@ pub async fn run(
 
 /// V0, then V1 when V0 passed. Returns the verified archive when both passed.
 async fn offline(
-    path: PathBuf,
+    location: &Location,
     jobs: usize,
     report: &mut VerifyReport,
 ) -> Result<Option<VerifiedArchive>> {
+    let checked = storage::check_archive(location).await?;
     let (checked, decode) = tokio::task::spawn_blocking(move || {
-        let checked = VerifiedArchive::check(&path)?;
         let decode = match &checked {
             Checked::Verified(archive) => {
                 let datasets = &archive.manifest().datasets;
