@@ -164,6 +164,9 @@ pub enum MigrateCommand {
     },
     /// Record an existing schema as migrated up to VERSION without running anything
     Baseline { version: i64 },
+    /// Check migration files for statements that would block or break a live database; exit 1
+    /// on error-level findings (offline: needs no database)
+    Lint,
     /// Reconcile history with the files: record changed checksums, resolve a dirty migration
     Repair {
         /// How a dirty migration ended, after you checked the database

@@ -5,6 +5,7 @@
 //! decides *what* runs lives here, so PostgreSQL and MongoDB cannot drift apart in behaviour.
 
 pub mod discover;
+pub mod lint;
 pub mod model;
 pub mod plan;
 pub mod runner;
