@@ -17,6 +17,7 @@ use dbkeeper::migrate::{
 use dbkeeper::{mongo, postgres, Engine, ExitCode};
 
 mod lint;
+mod roundtrip;
 
 use super::args::{DirtyArg, EngineArg, MigrateArgs, MigrateCommand};
 use super::output::Output;
@@ -54,6 +55,7 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
         MigrateCommand::New { name } => new(&ctx, out, &name),
         MigrateCommand::Baseline { version } => baseline(&ctx, out, version).await,
         MigrateCommand::Lint => lint::lint(&ctx, out),
+        MigrateCommand::Test { keep } => roundtrip::test(&ctx, out, keep).await,
         MigrateCommand::Repair { dirty, dry_run } => {
             let dirty = dirty.map(|d| match d {
                 DirtyArg::Applied => DirtyResolution::Applied,

@@ -8,6 +8,7 @@ pub mod discover;
 pub mod lint;
 pub mod model;
 pub mod plan;
+pub mod roundtrip;
 pub mod runner;
 pub mod status;
 

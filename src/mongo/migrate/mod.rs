@@ -8,6 +8,7 @@
 pub mod files;
 pub mod history;
 pub mod lease;
+pub mod scratch;
 
 use std::time::{Duration, Instant};
 

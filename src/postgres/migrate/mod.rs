@@ -6,6 +6,7 @@
 
 mod history;
 mod lock;
+pub mod scratch;
 pub mod script;
 
 use std::path::Path;
