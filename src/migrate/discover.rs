@@ -162,6 +162,7 @@ fn parse_file_name(
 }
 
 /// `{version}_{name}` with an optional `.up`/`.down` (golang-migrate, sqlx, dbmate).
+#[allow(clippy::type_complexity)]
 fn parse_foreign(
     stem: &str,
     ext: &str,
