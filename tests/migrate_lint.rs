@@ -278,3 +278,22 @@ async fn up_refuses_with_lint_error_and_applies_nothing() {
         .unwrap();
     assert!(row.get::<_, bool>(0), "V1 must not have been applied");
 }
+
+#[test]
+fn the_repository_examples_have_no_lint_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = dbkeeper(root)
+        .args(["migrate", "lint", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let json = json_of(&out);
+    let engines = json["engines"].as_array().unwrap();
+    assert_eq!(engines.len(), 2, "{json:#}");
+    assert_eq!(engines[1]["ignored"], 3, "{json:#}");
+}
