@@ -69,6 +69,20 @@ pub struct MongoSection {
 #[serde(deny_unknown_fields)]
 pub struct MigrateSection {
     pub lock_timeout_secs: Option<u64>,
+    /// What `migrate up` does with lint errors in pending migrations.
+    pub lint: Option<LintOnUp>,
+}
+
+/// `[migrate] lint`: `migrate up` lints the migrations it is about to apply and either prints
+/// the findings as warnings (`"warn"`, the default), refuses to run with exit 4 on error-level
+/// findings (`"error"`), or skips linting (`"off"`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintOnUp {
+    Off,
+    #[default]
+    Warn,
+    Error,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +115,7 @@ pub struct Settings {
     pub migrations_dir: PathBuf,
     pub mongo_migrations_dir: PathBuf,
     pub lock_timeout: Duration,
+    pub lint_on_up: LintOnUp,
     pub connect_timeout: Duration,
     pub backup_dir: PathBuf,
     pub archive_prefix: String,
@@ -231,6 +246,7 @@ impl Settings {
                 .lock_timeout_secs
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            lint_on_up: file.migrate.lint.unwrap_or_default(),
             connect_timeout: overrides.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             backup_dir: file
                 .backup

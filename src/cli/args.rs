@@ -231,6 +231,16 @@ pub enum MigrateCommand {
     },
     /// Record an existing schema as migrated up to VERSION without running anything
     Baseline { version: i64 },
+    /// Check migration files for statements that would block or break a live database; exit 1
+    /// on error-level findings (offline: needs no database)
+    Lint,
+    /// On a scratch database created (and dropped) on the configured server: apply every
+    /// migration, roll all back and apply again, checking that each down undoes its up
+    Test {
+        /// Keep the scratch database after a failure, to inspect it
+        #[arg(long)]
+        keep: bool,
+    },
     /// Reconcile history with the files: record changed checksums, resolve a dirty migration
     Repair {
         /// How a dirty migration ended, after you checked the database

@@ -16,6 +16,9 @@ use dbkeeper::migrate::{
 };
 use dbkeeper::{mongo, postgres, Engine, ExitCode};
 
+mod lint;
+mod roundtrip;
+
 use super::args::{DirtyArg, EngineArg, MigrateArgs, MigrateCommand};
 use super::output::Output;
 
@@ -29,6 +32,7 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
             dry_run,
             backup_first,
         } => {
+            lint::before_up(&ctx, to).await?;
             let backup = if backup_first {
                 // Before the lock and before anything is applied: a data-destroying migration
                 // can then be undone with `dbkeeper restore`.
@@ -45,6 +49,8 @@ pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<
         }
         MigrateCommand::New { name } => new(&ctx, out, &name),
         MigrateCommand::Baseline { version } => baseline(&ctx, out, version).await,
+        MigrateCommand::Lint => lint::lint(&ctx, out),
+        MigrateCommand::Test { keep } => roundtrip::test(&ctx, out, keep).await,
         MigrateCommand::Repair { dirty, dry_run } => {
             let dirty = dirty.map(|d| match d {
                 DirtyArg::Applied => DirtyResolution::Applied,
@@ -80,6 +86,10 @@ impl<'a> Context<'a> {
                 }
                 if settings.mongo_url.is_some() {
                     e.push(Engine::Mongo);
+                }
+                if e.is_empty() && matches!(args.command, MigrateCommand::Lint) {
+                    // Linting reads files only: CI can run it without any database.
+                    e = vec![Engine::Postgres, Engine::Mongo];
                 }
                 if e.is_empty() {
                     if matches!(args.command, MigrateCommand::New { .. }) {

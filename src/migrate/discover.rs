@@ -1,8 +1,13 @@
-//! Finding migration files: `V{n}__{name}.{ext}` with an optional `V{n}__{name}.down.{ext}`.
+//! Finding migration files. dbkeeper's own layout is `V{n}__{name}.{ext}` with an optional
+//! `V{n}__{name}.down.{ext}`; the layouts of other tools are accepted as they are:
+//! - golang-migrate and sqlx (reversible): `{version}_{title}.up.{ext}` and `.down.{ext}`;
+//! - dbmate and sqlx (simple): one `{version}_{name}.{ext}` file (dbmate's holds both directions
+//!   in `-- migrate:up` / `-- migrate:down` sections, which the engine splits).
 //!
-//! Files that do not start with `V` are ignored (READMEs, notes). A file that looks like a
-//! migration but does not follow the pattern is an error naming it, because a silently skipped
-//! migration is worse than a refused run.
+//! Versions are positive 64-bit numbers (timestamps such as `20260717060208` included); foreign
+//! names keep their hyphens. Files that start with neither `V` nor a digit are ignored (READMEs,
+//! notes). A file that looks like a migration but does not follow a pattern is an error naming
+//! it, because a silently skipped migration is worse than a refused run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +21,26 @@ pub struct MigrationSource {
     pub name: String,
     pub up_path: PathBuf,
     pub down_path: Option<PathBuf>,
+    pub layout: Layout,
+}
+
+/// Which tool's file naming a migration follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `V{n}__{name}.ext` (+ `.down.ext`): dbkeeper's and refinery's.
+    Dbkeeper,
+    /// `{version}_{title}.up.ext` / `.down.ext`: golang-migrate, sqlx reversible.
+    UpDown,
+    /// One `{version}_{name}.ext`: dbmate (sections inside) or sqlx simple (up only).
+    Single,
+}
+
+impl Layout {
+    /// Files written for another tool, which may carry its conventions (its transaction
+    /// handling, its section markers).
+    pub fn is_foreign(self) -> bool {
+        self != Layout::Dbkeeper
+    }
 }
 
 /// Lists the migrations in `dir` with extension `ext` (`"sql"`, `"json"`), sorted by version.
@@ -26,7 +51,7 @@ pub fn discover(dir: &Path, ext: &str) -> Result<Vec<MigrationSource>> {
     }
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    let mut ups: BTreeMap<i64, (String, PathBuf)> = BTreeMap::new();
+    let mut ups: BTreeMap<i64, (String, PathBuf, Layout)> = BTreeMap::new();
     let mut downs: BTreeMap<i64, (String, PathBuf)> = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
@@ -49,10 +74,15 @@ pub fn discover(dir: &Path, ext: &str) -> Result<Vec<MigrationSource>> {
             }
             continue;
         };
-        let (version, name, is_down) =
+        let (version, name, is_down, layout) =
             parsed.map_err(|why| Error::bad_input(path.display().to_string(), why))?;
-        let slot = if is_down { &mut downs } else { &mut ups };
-        if let Some((_, other)) = slot.insert(version, (name, path.clone())) {
+        let other = if is_down {
+            downs.insert(version, (name, path.clone())).map(|(_, p)| p)
+        } else {
+            ups.insert(version, (name, path.clone(), layout))
+                .map(|(_, p, _)| p)
+        };
+        if let Some(other) = other {
             return Err(Error::bad_input(
                 path.display().to_string(),
                 format!(
@@ -65,8 +95,8 @@ pub fn discover(dir: &Path, ext: &str) -> Result<Vec<MigrationSource>> {
     let mut out = Vec::with_capacity(ups.len());
     for (version, (name, down_path)) in &downs {
         match ups.get(version) {
-            Some((up_name, _)) if up_name == name => {}
-            Some((up_name, up_path)) => {
+            Some((up_name, _, _)) if up_name == name => {}
+            Some((up_name, up_path, _)) => {
                 return Err(Error::bad_input(
                     down_path.display().to_string(),
                     format!(
@@ -83,25 +113,30 @@ pub fn discover(dir: &Path, ext: &str) -> Result<Vec<MigrationSource>> {
             }
         }
     }
-    for (version, (name, up_path)) in ups {
+    for (version, (name, up_path, layout)) in ups {
         let down_path = downs.remove(&version).map(|(_, p)| p);
         out.push(MigrationSource {
             version,
             name,
             up_path,
             down_path,
+            layout,
         });
     }
     Ok(out)
 }
 
 /// `None`: not a migration file at all (ignored). `Some(Err)`: looks like one but is malformed.
+/// `Some(Ok((version, name, is_down, layout)))` otherwise.
 #[allow(clippy::type_complexity)]
 fn parse_file_name(
     file_name: &str,
     ext: &str,
-) -> Option<std::result::Result<(i64, String, bool), String>> {
+) -> Option<std::result::Result<(i64, String, bool, Layout), String>> {
     let stem = file_name.strip_suffix(&format!(".{ext}"))?;
+    if stem.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some(parse_foreign(stem, ext));
+    }
     if !stem.starts_with('V') {
         return None;
     }
@@ -114,20 +149,52 @@ fn parse_file_name(
     let Some((version, name)) = stem[1..].split_once("__") else {
         return Some(Err(format!("not a migration file name: {expected}")));
     };
-    let version = match version.parse::<i64>() {
-        Ok(v) if v > 0 && v <= i32::MAX as i64 => v,
-        _ => {
-            return Some(Err(format!(
-                "version `{version}` is not a positive 32-bit number: {expected}"
-            )))
-        }
+    let version = match parse_version(version) {
+        Ok(v) => v,
+        Err(why) => return Some(Err(format!("{why}: {expected}"))),
     };
     if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return Some(Err(format!(
             "migration name `{name}` must be letters, digits and underscores: {expected}"
         )));
     }
-    Some(Ok((version, name.to_string(), is_down)))
+    Some(Ok((version, name.to_string(), is_down, Layout::Dbkeeper)))
+}
+
+/// `{version}_{name}` with an optional `.up`/`.down` (golang-migrate, sqlx, dbmate).
+#[allow(clippy::type_complexity)]
+fn parse_foreign(
+    stem: &str,
+    ext: &str,
+) -> std::result::Result<(i64, String, bool, Layout), String> {
+    let expected = format!(
+        "expected {{version}}_{{name}}.{ext}, or .up.{ext} and .down.{ext}, e.g. \
+         20260717060208_add-orders.up.{ext}"
+    );
+    let (stem, is_down, layout) = if let Some(s) = stem.strip_suffix(".up") {
+        (s, false, Layout::UpDown)
+    } else if let Some(s) = stem.strip_suffix(".down") {
+        (s, true, Layout::UpDown)
+    } else {
+        (stem, false, Layout::Single)
+    };
+    let Some((version, name)) = stem.split_once('_') else {
+        return Err(format!("no `_` between version and name: {expected}"));
+    };
+    let version = parse_version(version).map_err(|why| format!("{why}: {expected}"))?;
+    if name.is_empty() || name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        return Err(format!(
+            "migration name `{name}` is empty or unprintable: {expected}"
+        ));
+    }
+    Ok((version, name.to_string(), is_down, layout))
+}
+
+fn parse_version(text: &str) -> std::result::Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(v) if v > 0 && text.chars().all(|c| c.is_ascii_digit()) => Ok(v),
+        _ => Err(format!("version `{text}` is not a positive 64-bit number")),
+    }
 }
 
 /// The version `migrate new` should use: one past the highest on disk.
@@ -165,7 +232,15 @@ mod tests {
 
     #[test]
     fn malformed_names_are_errors_naming_the_file() {
-        for bad in ["V1_a.sql", "Vx__a.sql", "V1__a-b.sql", "V0__zero.sql"] {
+        for bad in [
+            "V1_a.sql",
+            "Vx__a.sql",
+            "V1__a-b.sql",
+            "V0__zero.sql",
+            "0_zero.up.sql",
+            "20260717060208.sql",
+            "99999999999999999999_too_big.sql",
+        ] {
             let dir = tempfile::tempdir().unwrap();
             touch(dir.path(), bad);
             let err = discover(dir.path(), "sql").unwrap_err().to_string();
@@ -197,5 +272,31 @@ mod tests {
         assert_eq!(next_version(&discover(dir.path(), "json").unwrap()), 1);
         touch(dir.path(), "V7__x.json");
         assert_eq!(next_version(&discover(dir.path(), "json").unwrap()), 8);
+    }
+
+    #[test]
+    fn foreign_layouts_with_timestamp_versions_and_hyphens() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "20260717060208_add-orders.up.sql",
+            "20260717060208_add-orders.down.sql",
+            "20260718000000_create_users.sql",
+            "3_small.up.sql",
+        ] {
+            touch(dir.path(), f);
+        }
+        let found = discover(dir.path(), "sql").unwrap();
+        let got: Vec<_> = found
+            .iter()
+            .map(|m| (m.version, m.name.as_str(), m.layout, m.down_path.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, "small", Layout::UpDown, false),
+                (20260717060208, "add-orders", Layout::UpDown, true),
+                (20260718000000, "create_users", Layout::Single, false),
+            ]
+        );
     }
 }

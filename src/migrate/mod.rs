@@ -5,12 +5,14 @@
 //! decides *what* runs lives here, so PostgreSQL and MongoDB cannot drift apart in behaviour.
 
 pub mod discover;
+pub mod lint;
 pub mod model;
 pub mod plan;
+pub mod roundtrip;
 pub mod runner;
 pub mod status;
 
-pub use discover::{discover, next_version, MigrationSource};
+pub use discover::{discover, next_version, Layout, MigrationSource};
 pub use model::{AppliedMigration, AppliedState, Migration, RunInfo};
 pub use plan::{plan_down, plan_up};
 pub use runner::{DirtyResolution, MigrationEngine, RepairAction, RunReport, StepOutcome};

@@ -215,6 +215,40 @@ pub async fn pg_dump_schema(
     Ok(output.stdout)
 }
 
+/// `pg_dump --schema-only` of the whole database as it is now, leaving out `exclude_tables`
+/// (for `migrate test`, which compares schemas and must not see its own history tables).
+pub async fn pg_dump_schema_now(
+    tool: &PgTool,
+    target: &PgTarget,
+    exclude_tables: &[&str],
+) -> Result<String> {
+    let mut cmd = command_for(tool, target);
+    cmd.args([
+        "--schema-only",
+        "--no-password",
+        "--no-owner",
+        "--no-privileges",
+    ]);
+    for table in exclude_tables {
+        cmd.arg(format!("--exclude-table={table}"));
+    }
+    let output = cmd.output().await.map_err(|e| Error::Tool {
+        program: tool.path.display().to_string(),
+        message: format!("cannot run: {e}"),
+    })?;
+    if !output.status.success() {
+        return Err(Error::Tool {
+            program: "pg_dump".into(),
+            message: format!(
+                "--schema-only failed ({}): {}",
+                output.status,
+                stderr_tail(target, &output.stderr)
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Runs a SQL script with `psql -X -v ON_ERROR_STOP=1` on `target`, feeding it on stdin. `what`
 /// names the script in errors.
 pub async fn psql_run(tool: &PgTool, target: &PgTarget, script: Vec<u8>, what: &str) -> Result<()> {

@@ -8,6 +8,7 @@
 pub mod files;
 pub mod history;
 pub mod lease;
+pub mod scratch;
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,8 @@ impl MongoMigrator {
     /// count as failures too, or a migration whose inserts were all rejected would be "applied".
     async fn run_one(&self, command: &Document) -> std::result::Result<(), String> {
         let mut command = command.clone();
+        // A lint directive is for `migrate lint`, not for the server.
+        command.remove(crate::migrate::lint::ignore::JSON_KEY);
         let db = match command.remove("$db") {
             None => self.db.clone(),
             Some(Bson::String(name)) => self.client.database(&name),

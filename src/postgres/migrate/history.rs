@@ -103,6 +103,33 @@ impl Tables {
             .map_err(|e| db_error("creating the migration history tables", &e))
     }
 
+    /// Widens the version columns to int8 (what refinery's `int8-versions` feature creates)
+    /// before the first version beyond int4 is recorded, e.g. a timestamp version
+    /// `20260717060208` from golang-migrate or dbmate. Returns whether anything changed.
+    pub async fn widen_versions(&self, client: &impl GenericClient) -> Result<bool> {
+        let row = client
+            .query_one(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+                 WHERE attrelid = pg_catalog.to_regclass($1) AND attname = 'version'",
+                &[&self.refinery],
+            )
+            .await
+            .map_err(|e| db_error("reading the history version column's type", &e))?;
+        if row.get::<_, String>(0) == "bigint" {
+            return Ok(false);
+        }
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {} ALTER COLUMN version TYPE int8;
+                 ALTER TABLE {} ALTER COLUMN version TYPE int8;
+                 ALTER TABLE {} ALTER COLUMN version TYPE int8;",
+                self.refinery, self.companion, self.log
+            ))
+            .await
+            .map_err(|e| db_error("widening the history version columns to int8", &e))?;
+        Ok(true)
+    }
+
     /// Every recorded version, oldest first. Reads only; absent tables mean no history.
     pub async fn read(&self, client: &impl GenericClient) -> Result<Vec<AppliedMigration>> {
         let row = client
@@ -116,7 +143,7 @@ impl Tables {
         // Columns: version, name, checksum, applied_on, down_sql, state, dirty_detail, started.
         let applied = match has_companion {
             true => format!(
-                "SELECT r.version, r.name, r.checksum, r.applied_on,
+                "SELECT r.version::int8, r.name, r.checksum, r.applied_on,
                         CASE WHEN c.checksum = r.checksum THEN c.down_sql END,
                         c.state, c.dirty_detail, c.started_at::text, c.applied_by
                  FROM {r} r LEFT JOIN {c} c ON c.version = r.version",
@@ -124,7 +151,7 @@ impl Tables {
                 c = self.companion
             ),
             false => format!(
-                "SELECT version, name, checksum, applied_on, NULL::text, NULL::text, NULL::text,
+                "SELECT version::int8, name, checksum, applied_on, NULL::text, NULL::text, NULL::text,
                         NULL::text, NULL::text
                  FROM {r}",
                 r = self.refinery
@@ -132,7 +159,7 @@ impl Tables {
         };
         // A no-transaction migration that never finished has only its companion row.
         let unfinished = format!(
-            "SELECT version, name, checksum, NULL::varchar, down_sql, state, dirty_detail,
+            "SELECT version::int8, name, checksum, NULL::varchar, down_sql, state, dirty_detail,
                     started_at::text, applied_by
              FROM {c} c WHERE state <> 'applied'{also}",
             c = self.companion,
@@ -157,7 +184,7 @@ impl Tables {
         Ok(rows
             .iter()
             .map(|row| {
-                let version: i32 = row.get(0);
+                let version: i64 = row.get(0);
                 let state: Option<String> = row.get(5);
                 let dirty = matches!(state.as_deref(), Some("in_progress" | "reverting"));
                 let detail: Option<String> = row.get(6);
@@ -179,7 +206,7 @@ impl Tables {
                     d
                 });
                 AppliedMigration {
-                    version: version.into(),
+                    version,
                     name: row.get::<_, Option<String>>(1).unwrap_or_default(),
                     checksum: row.get::<_, Option<String>>(2).unwrap_or_default(),
                     applied_on: row.get(3),
@@ -199,7 +226,7 @@ impl Tables {
     pub async fn insert_refinery_row(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
         name: &str,
         checksum: &str,
         applied_on: &str,
@@ -207,7 +234,7 @@ impl Tables {
         client
             .execute(
                 &format!(
-                    "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1::int8, $2, $3, $4)",
                     self.refinery
                 ),
                 &[&version, &name, &applied_on, &checksum],
@@ -228,7 +255,7 @@ impl Tables {
                 &format!(
                     "INSERT INTO {} AS c (version, name, checksum, state, no_transaction, down_sql,
                         started_at, applied_at, duration_ms, applied_by, run_id, dirty_detail)
-                     VALUES ($1, $2, $3, $4, $5, $6, now(),
+                     VALUES ($1::int8, $2, $3, $4, $5, $6, now(),
                         CASE WHEN $4 = 'applied' THEN clock_timestamp() END, $7, $8, $9, NULL)
                      ON CONFLICT (version) DO UPDATE SET
                         name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = EXCLUDED.state,
@@ -264,7 +291,7 @@ impl Tables {
     pub async fn set_state(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
         state: State,
         duration_ms: Option<i64>,
     ) -> Result<()> {
@@ -274,7 +301,7 @@ impl Tables {
                     "UPDATE {} SET state = $2, dirty_detail = NULL,
                         applied_at = CASE WHEN $2 = 'applied' THEN clock_timestamp() ELSE applied_at END,
                         duration_ms = COALESCE($3, duration_ms)
-                     WHERE version = $1",
+                     WHERE version = $1::int8",
                     self.companion
                 ),
                 &[&version, &state.as_str(), &duration_ms],
@@ -288,13 +315,13 @@ impl Tables {
     pub async fn set_dirty_detail(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
         detail: &str,
     ) -> Result<()> {
         client
             .execute(
                 &format!(
-                    "UPDATE {} SET dirty_detail = $2 WHERE version = $1",
+                    "UPDATE {} SET dirty_detail = $2 WHERE version = $1::int8",
                     self.companion
                 ),
                 &[&version, &detail],
@@ -309,7 +336,7 @@ impl Tables {
     pub async fn update_checksum(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
         name: &str,
         checksum: &str,
         down_sql: Option<&str>,
@@ -319,7 +346,7 @@ impl Tables {
         client
             .execute(
                 &format!(
-                    "UPDATE {} SET name = $2, checksum = $3 WHERE version = $1",
+                    "UPDATE {} SET name = $2, checksum = $3 WHERE version = $1::int8",
                     self.refinery
                 ),
                 &[&version, &name, &checksum],
@@ -331,7 +358,7 @@ impl Tables {
                 &format!(
                     "INSERT INTO {} AS c (version, name, checksum, state, down_sql, started_at,
                         applied_at, applied_by, run_id)
-                     VALUES ($1, $2, $3, 'applied', $4, now(), now(), $5, $6)
+                     VALUES ($1::int8, $2, $3, 'applied', $4, now(), now(), $5, $6)
                      ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name,
                         checksum = EXCLUDED.checksum, down_sql = COALESCE(EXCLUDED.down_sql, c.down_sql)",
                     self.companion
@@ -347,12 +374,12 @@ impl Tables {
     pub async fn companion_identity(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
     ) -> Result<Option<(String, String)>> {
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT name, checksum FROM {} WHERE version = $1",
+                    "SELECT name, checksum FROM {} WHERE version = $1::int8",
                     self.companion
                 ),
                 &[&version],
@@ -365,11 +392,11 @@ impl Tables {
     pub async fn has_refinery_row(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
     ) -> Result<bool> {
         client
             .query_opt(
-                &format!("SELECT 1 FROM {} WHERE version = $1", self.refinery),
+                &format!("SELECT 1 FROM {} WHERE version = $1::int8", self.refinery),
                 &[&version],
             )
             .await
@@ -378,11 +405,11 @@ impl Tables {
     }
 
     /// Removes every history row of `version` (after a rollback).
-    pub async fn delete(&self, client: &impl GenericClient, version: i32) -> Result<()> {
+    pub async fn delete(&self, client: &impl GenericClient, version: i64) -> Result<()> {
         for table in [&self.refinery, &self.companion] {
             client
                 .execute(
-                    &format!("DELETE FROM {table} WHERE version = $1"),
+                    &format!("DELETE FROM {table} WHERE version = $1::int8"),
                     &[&version],
                 )
                 .await
@@ -395,7 +422,7 @@ impl Tables {
     pub async fn log(
         &self,
         client: &impl GenericClient,
-        version: i32,
+        version: i64,
         name: &str,
         action: &str,
         detail: Option<&str>,
@@ -405,7 +432,7 @@ impl Tables {
             .execute(
                 &format!(
                     "INSERT INTO {} (version, name, action, detail, actor, run_id)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                     VALUES ($1::int8, $2, $3, $4, $5, $6)",
                     self.log
                 ),
                 &[&version, &name, &action, &detail, &run.actor, &run.run_id],
@@ -418,7 +445,7 @@ impl Tables {
 
 /// What dbkeeper records next to refinery's row.
 pub struct CompanionRow<'a> {
-    pub version: i32,
+    pub version: i64,
     pub name: &'a str,
     pub checksum: &'a str,
     pub state: State,

@@ -4,105 +4,26 @@
 //! dbkeeper writes are the rows refinery's runner writes. [`PgMigrator`] implements the core's
 //! [`MigrationEngine`] on one dedicated connection, which also holds the migration lock.
 
+mod files;
 mod history;
 mod lock;
+pub mod scratch;
 pub mod script;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Engine, Error, Result};
-use crate::migrate::{
-    discover, AppliedMigration, Migration, MigrationEngine, RepairAction, RunInfo,
-};
+use crate::migrate::{AppliedMigration, Migration, MigrationEngine, RepairAction, RunInfo};
 use crate::postgres::connect::describe_error;
 use crate::postgres::PgTarget;
 use history::{db_error, CompanionRow, State, Tables};
 
+pub use files::{checksum, load_migrations, FILE_EXTENSION};
 pub use history::{COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE};
 pub use lock::MIGRATION_LOCK_KEY;
 pub use script::NO_TRANSACTION_DIRECTIVE;
-
-pub const FILE_EXTENSION: &str = "sql";
-
-/// Reads `V{n}__{name}.sql` (+ `.down.sql`) files, with refinery's checksums.
-pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
-    discover(dir, FILE_EXTENSION)?
-        .into_iter()
-        .map(|source| {
-            let up = read(&source.up_path)?;
-            let down = source.down_path.as_deref().map(read).transpose()?;
-            let stem = format!("V{}__{}", source.version, source.name);
-            let parsed = refinery_core::Migration::unapplied(&stem, &up).map_err(|e| {
-                Error::bad_input(source.up_path.display().to_string(), e.to_string())
-            })?;
-            if i64::from(parsed.version()) != source.version || parsed.name() != source.name {
-                return Err(Error::bad_input(
-                    source.up_path.display().to_string(),
-                    format!(
-                        "refinery reads this file name as V{}__{}; rename it so both agree",
-                        parsed.version(),
-                        parsed.name()
-                    ),
-                ));
-            }
-            let no_transaction = script::has_no_transaction_directive(&up);
-            if !no_transaction {
-                refuse_transaction_control(&source.up_path, &up)?;
-            }
-            // The down script of a no-transaction migration runs outside a transaction too
-            // (`DROP INDEX CONCURRENTLY` undoes `CREATE INDEX CONCURRENTLY`): it inherits the
-            // directive, and is captured with it, so a rollback never fails on it later.
-            let down = match down {
-                Some(down) if no_transaction && !script::has_no_transaction_directive(&down) => {
-                    Some(format!("{}\n{down}", script::NO_TRANSACTION_DIRECTIVE))
-                }
-                down => down,
-            };
-            if let (Some(path), Some(down)) = (&source.down_path, &down) {
-                if !script::has_no_transaction_directive(down) {
-                    refuse_transaction_control(path, down)?;
-                }
-            }
-            Ok(Migration {
-                version: source.version,
-                name: source.name,
-                checksum: parsed.checksum().to_string(),
-                up,
-                up_path: source.up_path,
-                down,
-                down_path: source.down_path,
-                no_transaction,
-            })
-        })
-        .collect()
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
-}
-
-/// dbkeeper commits each migration with its history rows; a `COMMIT` inside the file would
-/// commit half of it without them.
-fn refuse_transaction_control(path: &Path, sql: &str) -> Result<()> {
-    for stmt in script::split_statements(sql) {
-        if script::controls_transaction(stmt.text) {
-            let (line, _) = script::line_col(sql, stmt.offset);
-            return Err(Error::bad_input(
-                format!("{}:{line}", path.display()),
-                format!(
-                    "`{}` controls the transaction, but dbkeeper already runs each migration in one \
-                     transaction with its history rows. Remove it, or make the first line \
-                     `{NO_TRANSACTION_DIRECTIVE}` to manage transactions yourself",
-                    stmt.text.lines().next().unwrap_or("").trim()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// The up and down file bodies `migrate new` writes.
 pub fn new_migration_template(name: &str) -> (String, String) {
@@ -180,9 +101,22 @@ impl PgMigrator {
         Ok(())
     }
 
+    /// Before recording a version beyond int4 (a timestamp version): the history's version
+    /// columns become int8, as refinery's `int8-versions` feature creates them.
+    async fn widen_for(&mut self, version: i64) -> Result<()> {
+        if version > i64::from(i32::MAX) && self.tables()?.widen_versions(&self.client).await? {
+            tracing::warn!(
+                "{}: migration history now has int8 versions (for V{version}); refinery reads it \
+                 only when built with its int8-versions feature",
+                self.database
+            );
+        }
+        Ok(())
+    }
+
     async fn apply_in_transaction(&mut self, m: &Migration, run: &RunInfo) -> Result<()> {
         let tables = self.tables()?.clone();
-        let version = version_i32(m.version)?;
+        let version = m.version;
         let applied_on = history::refinery_timestamp();
         let origin = m.up_path.display().to_string();
         let tx = self
@@ -224,7 +158,7 @@ impl PgMigrator {
     /// statement in autocommit, recorded applied last. A crash in between leaves it dirty.
     async fn apply_outside_transaction(&mut self, m: &Migration, run: &RunInfo) -> Result<()> {
         let tables = self.tables()?.clone();
-        let version = version_i32(m.version)?;
+        let version = m.version;
         let applied_on = history::refinery_timestamp();
         tables
             .upsert_companion(
@@ -301,6 +235,7 @@ impl MigrationEngine for PgMigrator {
 
     async fn apply(&mut self, m: &Migration, run: &RunInfo) -> Result<()> {
         self.ensure_tables().await?;
+        self.widen_for(m.version).await?;
         if m.no_transaction {
             self.apply_outside_transaction(m, run).await
         } else {
@@ -311,7 +246,7 @@ impl MigrationEngine for PgMigrator {
     async fn revert(&mut self, a: &AppliedMigration, run: &RunInfo) -> Result<()> {
         self.ensure_tables().await?;
         let tables = self.tables()?.clone();
-        let version = version_i32(a.version)?;
+        let version = a.version;
         let Some(down) = a.down.as_deref() else {
             return Err(Error::Refused(format!(
                 "{} has no recorded down script; nothing was run",
@@ -368,6 +303,9 @@ impl MigrationEngine for PgMigrator {
 
     async fn record_baseline(&mut self, migrations: &[&Migration], run: &RunInfo) -> Result<()> {
         self.ensure_tables().await?;
+        if let Some(newest) = migrations.iter().map(|m| m.version).max() {
+            self.widen_for(newest).await?;
+        }
         let tables = self.tables()?.clone();
         let applied_on = history::refinery_timestamp();
         let tx = self
@@ -376,7 +314,7 @@ impl MigrationEngine for PgMigrator {
             .await
             .map_err(|e| db_error("starting a transaction", &e))?;
         for m in migrations {
-            let version = version_i32(m.version)?;
+            let version = m.version;
             tables
                 .insert_refinery_row(&tx, version, &m.name, &m.checksum, &applied_on)
                 .await?;
@@ -415,7 +353,7 @@ impl MigrationEngine for PgMigrator {
                 new_checksum,
                 down,
             } => {
-                let v = version_i32(*version)?;
+                let v = *version;
                 tables
                     .update_checksum(&tx, v, name, new_checksum, down.as_deref(), run)
                     .await?;
@@ -425,7 +363,7 @@ impl MigrationEngine for PgMigrator {
                     .await?;
             }
             RepairAction::MarkApplied { version, name } => {
-                let v = version_i32(*version)?;
+                let v = *version;
                 if !tables.has_refinery_row(&tx, v).await? {
                     let (name, checksum) =
                         tables.companion_identity(&tx, v).await?.ok_or_else(|| {
@@ -459,7 +397,7 @@ impl MigrationEngine for PgMigrator {
                     .await?;
             }
             RepairAction::ForgetDirty { version, name } => {
-                let v = version_i32(*version)?;
+                let v = *version;
                 tables.delete(&tx, v).await?;
                 tables
                     .log(
@@ -481,7 +419,7 @@ impl MigrationEngine for PgMigrator {
 
 fn companion<'a>(
     m: &'a Migration,
-    version: i32,
+    version: i64,
     state: State,
     duration_ms: Option<i64>,
     run: &'a RunInfo,
@@ -496,14 +434,6 @@ fn companion<'a>(
         duration_ms,
         run,
     }
-}
-
-fn version_i32(version: i64) -> Result<i32> {
-    i32::try_from(version).map_err(|_| {
-        Error::Usage(format!(
-            "version {version} does not fit refinery's int4 version column"
-        ))
-    })
 }
 
 /// Runs `sql` statement by statement. A failure names `origin:line:col`, shows the line, and
@@ -587,70 +517,4 @@ fn dirty_failure(e: Error, label: &str, what: &str) -> Error {
              migrate repair --dirty rolled-back` (effects undone) or `--dirty applied` (completed)"
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-
-    #[test]
-    fn checksums_names_and_versions_match_refinerys_own_loader() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "V1__create_users.sql",
-            "CREATE TABLE users (id int);\n",
-        );
-        write(
-            dir.path(),
-            "V1__create_users.down.sql",
-            "DROP TABLE users;\n",
-        );
-        write(
-            dir.path(),
-            "V2__index.sql",
-            "-- dbkeeper:no-transaction\nCREATE INDEX CONCURRENTLY i ON users (id);\n",
-        );
-        write(
-            dir.path(),
-            "V10__more.sql",
-            "ALTER TABLE users ADD email text;",
-        );
-        let ours = load_migrations(dir.path()).unwrap();
-        let theirs = refinery_core::load_sql_migrations(dir.path()).unwrap();
-        assert_eq!(ours.len(), 3);
-        assert_eq!(theirs.len(), 3, "refinery must skip .down.sql files");
-        for (o, t) in ours.iter().zip(&theirs) {
-            assert_eq!(o.version, i64::from(t.version()));
-            assert_eq!(o.name, t.name());
-            assert_eq!(o.checksum, t.checksum().to_string());
-        }
-        assert!(ours[0].down.is_some() && ours[1].down.is_none());
-        assert!(!ours[0].no_transaction && ours[1].no_transaction);
-    }
-
-    #[test]
-    fn transaction_control_in_a_transactional_file_is_refused_with_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "V1__tx.sql",
-            "CREATE TABLE a (id int);\nCOMMIT;\n",
-        );
-        let err = load_migrations(dir.path()).unwrap_err();
-        assert_eq!(err.exit_code(), crate::ExitCode::Usage);
-        assert!(err.to_string().contains("V1__tx.sql:2"), "{err}");
-
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "V1__tx.sql",
-            "-- dbkeeper:no-transaction\nBEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n",
-        );
-        assert!(load_migrations(dir.path()).is_ok());
-    }
 }

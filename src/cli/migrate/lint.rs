@@ -1,0 +1,94 @@
+//! `migrate lint`, and the lint `migrate up` runs on the migrations it is about to apply.
+
+use serde::Serialize;
+
+use dbkeeper::config::LintOnUp;
+use dbkeeper::error::{Error, Result};
+use dbkeeper::migrate::lint::{self, LintReport};
+use dbkeeper::migrate::plan_up;
+use dbkeeper::{Engine, ExitCode};
+
+use super::{Context, Output};
+
+#[derive(Serialize)]
+struct EngineLint<'a> {
+    engine: Engine,
+    directory: &'a std::path::Path,
+    errors: usize,
+    warnings: usize,
+    #[serde(flatten)]
+    report: LintReport,
+}
+
+/// Lints every migration file of every selected engine. Reads no database.
+pub(super) fn lint(ctx: &Context<'_>, out: Output) -> Result<ExitCode> {
+    let reports: Vec<EngineLint> = ctx
+        .engines
+        .iter()
+        .map(|&engine| {
+            let files: Vec<_> = ctx.files(engine).iter().collect();
+            let report = lint::lint(engine, &files);
+            EngineLint {
+                engine,
+                directory: ctx.dir(engine),
+                errors: report.errors(),
+                warnings: report.warnings(),
+                report,
+            }
+        })
+        .collect();
+    out.emit(&serde_json::json!({ "engines": &reports }), || {
+        for r in &reports {
+            for f in &r.report.findings {
+                println!("{}", f.render());
+            }
+            println!(
+                "{}: {} file(s) in {} linted: {} error(s), {} warning(s), {} ignored on purpose",
+                r.engine,
+                r.report.files,
+                r.directory.display(),
+                r.errors,
+                r.warnings,
+                r.report.ignored
+            );
+        }
+    })?;
+    Ok(if reports.iter().any(|r| r.errors > 0) {
+        ExitCode::CheckFailed
+    } else {
+        ExitCode::Ok
+    })
+}
+
+/// Before `migrate up`: lints the migrations each engine would apply (applied ones are not
+/// re-linted) and prints the findings on stderr. With `[migrate] lint = "error"`, error-level
+/// findings refuse the run (exit 4) before anything is applied.
+pub(super) async fn before_up(ctx: &Context<'_>, to: Option<i64>) -> Result<()> {
+    let mode = ctx.settings.lint_on_up;
+    if mode == LintOnUp::Off {
+        return Ok(());
+    }
+    let mut errors = 0;
+    for &engine in &ctx.engines {
+        let files = ctx.files(engine);
+        let (_, mut migrator) = ctx.open(engine).await?;
+        let history = migrator.read_history().await?;
+        // A plan that cannot be made (drift, dirty) is reported by the run itself.
+        let Ok(pending) = plan_up(files, &history, to) else {
+            continue;
+        };
+        let report = lint::lint(engine, &pending);
+        for f in &report.findings {
+            tracing::warn!("lint: {}", f.render());
+        }
+        errors += report.errors();
+    }
+    if errors > 0 && mode == LintOnUp::Error {
+        return Err(Error::Refused(format!(
+            "migrate up refused: {errors} lint error(s) in the migrations to apply (listed above; \
+             [migrate] lint = \"error\" in the config). Fix them, silence one on purpose with \
+             `-- dbkeeper:lint-ignore RULE reason`, or set lint = \"warn\""
+        )));
+    }
+    Ok(())
+}
