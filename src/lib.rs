@@ -15,6 +15,7 @@ pub mod faultpoint;
 pub mod migrate;
 pub mod mongo;
 pub mod postgres;
+pub mod private_fs;
 pub mod progress;
 pub mod redact;
 pub mod retention;

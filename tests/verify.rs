@@ -371,8 +371,8 @@ async fn a_flipped_byte_or_truncation_in_any_member_is_caught_offline_naming_it(
     let members = [
         pick(&|n| n == "HEADER.json"),
         pick(&|n| n.starts_with("postgres/schema/")),
-        pick(&|n| n.starts_with("postgres/data/") && n.ends_with(".copy.gz")),
-        pick(&|n| n.starts_with("mongo/data/") && n.ends_with(".bson.gz")),
+        pick(&|n| n.starts_with("postgres/data/") && n.ends_with(".copy.zst")),
+        pick(&|n| n.starts_with("mongo/data/") && n.ends_with(".bson.zst")),
         pick(&|n| n.ends_with(".metadata.json")),
         pick(&|n| n == "MANIFEST.json"),
         pick(&|n| n == "COMMIT"),

@@ -237,10 +237,8 @@ pub fn write_stamp(archive: &Path, level: &str) -> Result<()> {
         archive_mtime_secs,
     };
     let path = stamp_path(archive);
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(&stamp).expect("stamp serializes");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    crate::private_fs::write_replace(&path, &text)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 

@@ -11,12 +11,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::chunk::RecordFormat;
+use super::codec::Codec;
 use crate::error::Engine;
 
 /// Identifies the file type inside HEADER.json and MANIFEST.json.
 pub const FORMAT_NAME: &str = "dbkeeper-archive";
-/// The archive format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The archive format this build writes. Version 2 added per-chunk codecs (zstd by default);
+/// version 1 archives (every chunk gzip) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest archive format this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// `HEADER.json`: what a reader can learn before scanning the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,4 +155,7 @@ pub struct ChunkEntry {
     pub raw_bytes: u64,
     pub size: u64,
     pub sha256: String,
+    /// How the member is compressed (absent in format version 1, whose chunks are all gzip).
+    #[serde(default = "Codec::legacy")]
+    pub codec: Codec,
 }

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use super::chunk::{self, DecodedChunk};
 use super::digest::ContentDigest;
-use super::manifest::{ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT_VERSION};
+use super::manifest::{
+    ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT_VERSION, OLDEST_READABLE_VERSION,
+};
 use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
 use crate::error::{Error, Result};
 
@@ -205,13 +207,14 @@ impl VerifiedArchive {
 
     /// Reads and decompresses one chunk of `dataset`, checking its record count.
     pub fn read_chunk(&self, dataset: &Dataset, chunk: &ChunkEntry) -> Result<DecodedChunk> {
-        let gz = self.read_member(&chunk.member)?;
-        let decoded = chunk::decode(&gz, chunk.raw_bytes, dataset.format).map_err(|message| {
-            Error::bad_input(
-                format!("archive {}, member {}", self.path.display(), chunk.member),
-                message,
-            )
-        })?;
+        let packed = self.read_member(&chunk.member)?;
+        let decoded = chunk::decode(&packed, chunk.codec, chunk.raw_bytes, dataset.format)
+            .map_err(|message| {
+                Error::bad_input(
+                    format!("archive {}, member {}", self.path.display(), chunk.member),
+                    message,
+                )
+            })?;
         if decoded.rows() != chunk.rows {
             return Err(Error::bad_input(
                 format!("archive {}, member {}", self.path.display(), chunk.member),
@@ -556,12 +559,15 @@ fn check(scan: Scan, problems: &mut Problems) -> Option<CheckedParts> {
             return None;
         }
     };
-    if manifest.format != FORMAT_NAME || manifest.format_version != FORMAT_VERSION {
+    if manifest.format != FORMAT_NAME
+        || !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&manifest.format_version)
+    {
         problems.add(
             MANIFEST_MEMBER,
             format!(
                 "format {} version {} is not supported by this dbkeeper (it reads {FORMAT_NAME} \
-             version {FORMAT_VERSION}); use the dbkeeper version that wrote it ({})",
+             versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); use the dbkeeper version \
+             that wrote it ({})",
                 manifest.format, manifest.format_version, manifest.tool_version
             ),
         );

@@ -191,10 +191,8 @@ impl PartialFile {
         let mut partial = final_path.as_os_str().to_owned();
         partial.push(PARTIAL_SUFFIX);
         let partial_path = PathBuf::from(partial);
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&partial_path)
+        // 0600 whatever the umask: an archive is a copy of production.
+        let file = crate::private_fs::create_new(&partial_path)
             .map_err(|e| Error::io(format!("creating {}", partial_path.display()), e))?;
         Ok(PartialFile {
             final_path: final_path.to_path_buf(),

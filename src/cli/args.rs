@@ -193,9 +193,13 @@ pub struct BackupArgs {
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
 
-    /// gzip level, 0 (none) to 9 (smallest)
-    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub compression_level: Option<u32>,
+    /// Chunk codec [default: zstd, or [backup] compression]
+    #[arg(long, value_name = "CODEC", value_parser = ["zstd", "gzip", "none"])]
+    pub compression: Option<String>,
+
+    /// Codec level: zstd 1-19 (default 1), gzip 0-9 (default 1)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
 
     /// Only tables/collections matching these glob patterns (schema.table or collection)
     #[arg(long, value_name = "PATTERN")]

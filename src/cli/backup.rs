@@ -12,7 +12,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
+use dbkeeper::archive::chunk::{Encoding, DEFAULT_CHUNK_BYTES};
+use dbkeeper::archive::codec::{Codec, Compression};
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{catalog, pipeline, Header, Manifest, ARCHIVE_SUFFIX, PARTIAL_SUFFIX};
@@ -95,6 +96,7 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
     let args = BackupArgs {
         output: None,
         jobs: None,
+        compression: None,
         compression_level: None,
         include: Vec::new(),
         exclude: Vec::new(),
@@ -139,12 +141,28 @@ async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> 
     result
 }
 
+/// `--compression` / `--compression-level` over `[backup]`. A flag that changes the codec
+/// without a level takes that codec's default level, not the file's level for another codec.
+fn compression(args: &BackupArgs, settings: &Settings) -> Result<Compression> {
+    let codec = match args.compression.as_deref() {
+        Some(name) => Codec::parse(name)
+            .ok_or_else(|| Error::Usage(format!("--compression {name}: use zstd, gzip or none")))?,
+        None => settings.compression.codec,
+    };
+    let level = match (args.compression_level, codec == settings.compression.codec) {
+        (Some(level), _) => Some(level),
+        (None, true) => Some(settings.compression.level),
+        (None, false) => None,
+    };
+    Compression::new(codec, level).map_err(|e| Error::Usage(format!("--compression-level: {e}")))
+}
+
 async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
-    let compression_level = args.compression_level.unwrap_or(settings.compression_level);
+    let encoding = Encoding::new(compression(&args, settings)?);
     let chunk_bytes = args.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES).max(1);
     if args.prune {
         // Checked now, not after a long dump: the run would otherwise fail at the very end.
@@ -171,7 +189,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
             let target = PgTarget::new(url, settings.connect_timeout)?;
             let options = DumpOptions {
                 jobs,
-                compression_level,
+                encoding: encoding.clone(),
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
@@ -186,7 +204,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
             let target = MongoTarget::new(url, db, settings.connect_timeout);
             let options = mongo_dump::DumpOptions {
                 jobs,
-                compression_level,
+                encoding: encoding.clone(),
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
@@ -395,7 +413,7 @@ fn destination(
             file => Ok(Destination::File(PathBuf::from(file.unwrap_or_default()))),
         };
     };
-    std::fs::create_dir_all(&dir)
+    dbkeeper::private_fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating backup directory {}", dir.display()), e))?;
     Ok(Destination::File(dir.join(file_name)))
 }
