@@ -475,6 +475,7 @@ ensure_interop_tools() {
     local missing=()
     command -v age >/dev/null 2>&1 || missing+=(age)
     command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+    command -v jq >/dev/null 2>&1 || missing+=(jq)
     if ((${#missing[@]})); then
         apt_install "${missing[@]}"
     fi

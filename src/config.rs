@@ -47,6 +47,24 @@ pub struct FileConfig {
     pub backup: BackupSection,
     #[serde(default)]
     pub retention: RetentionSection,
+    #[serde(default)]
+    pub encryption: EncryptionSection,
+}
+
+/// `[encryption]`: who new archives are encrypted to, and how this host opens them. Only paths
+/// and public keys: a secret never belongs in the config file.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// Public keys (`age1…`, `ssh-ed25519 …`) every new archive is encrypted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A file of public keys, one per line.
+    pub recipients_file: Option<PathBuf>,
+    /// The age identity (or unencrypted OpenSSH key) restore, verify and list open archives with.
+    pub identity_file: Option<PathBuf>,
+    /// A file whose first line is the passphrase (passphrase mode, for both backup and restore).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +127,8 @@ pub struct Settings {
     /// `[backup] compression` and `compression_level`, checked against each other.
     pub compression: Compression,
     pub retention: RetentionSection,
+    /// `[encryption]`, paths resolved against the config file's directory.
+    pub encryption: EncryptionSection,
 }
 
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -247,6 +267,12 @@ impl Settings {
             jobs,
             compression,
             retention: file.retention,
+            encryption: EncryptionSection {
+                recipients_file: file.encryption.recipients_file.map(rel),
+                identity_file: file.encryption.identity_file.map(rel),
+                passphrase_file: file.encryption.passphrase_file.map(rel),
+                recipients: file.encryption.recipients,
+            },
             config_file,
         })
     }

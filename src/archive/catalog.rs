@@ -48,6 +48,9 @@ pub struct ArchiveSummary {
     /// Rows (PostgreSQL) / documents (MongoDB) per engine.
     pub rows: BTreeMap<String, u64>,
     pub datasets: usize,
+    /// Encrypted: `rows` and `datasets` are in the encrypted manifest, so they are not shown.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
     /// The last passed verification, when the stamp still matches the file.
     pub verified: Option<VerificationStamp>,
 }
@@ -104,6 +107,7 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
         sources: Vec::new(),
         rows: BTreeMap::new(),
         datasets: 0,
+        encrypted: false,
         verified: None,
     };
     match read_metadata(path) {
@@ -114,6 +118,7 @@ pub fn summarize(path: &Path) -> ArchiveSummary {
             summary.engines = manifest.sources.iter().map(|s| s.engine).collect();
             summary.sources = manifest.sources.iter().map(source_label).collect();
             summary.datasets = manifest.datasets.len();
+            summary.encrypted = manifest.encryption.is_some();
             for d in &manifest.datasets {
                 *summary
                     .rows

@@ -6,7 +6,10 @@
 //! [`decode`] is the way back: decompress (bounded by the manifest's raw size, so a forged member
 //! cannot inflate without limit) and re-count records, for restore and for V1 verification.
 
+use std::sync::Arc;
+
 use super::codec::{Codec, Compression};
+use super::crypt::Sealer;
 use super::digest::ContentDigest;
 use super::manifest::ChunkEntry;
 use super::writer::Member;
@@ -17,12 +20,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Encoding {
     pub compression: Compression,
+    /// Encrypts every chunk after compressing it (an encrypted archive).
+    pub seal: Option<Arc<Sealer>>,
 }
 
 impl Encoding {
     /// Chunks compressed with `compression`, not encrypted.
     pub fn new(compression: Compression) -> Encoding {
-        Encoding { compression }
+        Encoding {
+            compression,
+            seal: None,
+        }
     }
 }
 
@@ -169,21 +177,31 @@ impl RawChunk {
         self.digest.count()
     }
 
-    /// Compresses the chunk into a member named `name`, hashing it with SHA-256: the
-    /// expensive part, meant to run on a worker thread, not the writer's.
+    /// Compresses (and, for an encrypted archive, encrypts) the chunk into a member named
+    /// `name`, hashing it with SHA-256: the expensive part, meant to run on a worker thread,
+    /// not the writer's.
     pub fn encode(self, name: String, encoding: &Encoding) -> Result<CompressedChunk> {
         let codec = encoding.compression.codec;
         let packed = encoding
             .compression
             .compress(&self.data)
             .map_err(|e| Error::io(format!("compressing archive member {name}"), e))?;
+        let member = match &encoding.seal {
+            Some(sealer) => {
+                let sealed = sealer
+                    .seal(&packed)
+                    .map_err(|e| Error::io(format!("encrypting archive member {name}"), e))?;
+                Member::sealed(name, sealed)
+            }
+            None => Member::new(name, packed),
+        };
         crate::progress::chunk(self.rows(), self.data.len() as u64);
         Ok(CompressedChunk {
             rows: self.rows(),
             raw_bytes: self.data.len() as u64,
             digest: self.digest,
             codec,
-            member: Member::new(name, packed),
+            member,
         })
     }
 }

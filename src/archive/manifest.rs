@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chunk::RecordFormat;
 use super::codec::Codec;
+use super::crypt::EncryptionInfo;
 use crate::error::Engine;
 
 /// Identifies the file type inside HEADER.json and MANIFEST.json.
@@ -80,6 +81,10 @@ pub struct Manifest {
     /// materialized views; MongoDB: metadata members). Keyed by [`Engine::as_str`].
     #[serde(default)]
     pub engines: BTreeMap<String, serde_json::Value>,
+    /// Set when the archive is encrypted: then this clear manifest lists members only, and the
+    /// full one (datasets, engines) is the encrypted member [`super::crypt::SEALED_MANIFEST_MEMBER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
 }
 
 impl Manifest {
@@ -95,6 +100,20 @@ impl Manifest {
             members: Vec::new(),
             datasets: Vec::new(),
             engines: BTreeMap::new(),
+            encryption: None,
+        }
+    }
+
+    /// What an encrypted archive shows in clear: everything V0 needs (every member's name,
+    /// size and SHA-256) and nothing derived from the data (no datasets, counts, digests,
+    /// sequence values, schema or index specs).
+    pub fn clear_view(&self, members: Vec<MemberEntry>, encryption: EncryptionInfo) -> Manifest {
+        Manifest {
+            members,
+            datasets: Vec::new(),
+            engines: BTreeMap::new(),
+            encryption: Some(encryption),
+            ..self.clone()
         }
     }
 

@@ -50,6 +50,7 @@
 pub mod catalog;
 pub mod chunk;
 pub mod codec;
+pub mod crypt;
 pub mod digest;
 pub mod manifest;
 pub mod pipeline;

@@ -216,6 +216,31 @@ pub struct BackupArgs {
     /// Uncompressed bytes per chunk (for tests and tuning; the default was measured)
     #[arg(long, value_name = "BYTES", hide = true)]
     pub chunk_bytes: Option<usize>,
+
+    /// Encrypt the archive to this public key: age1… or ssh-ed25519/ssh-rsa … (repeatable)
+    #[arg(long, value_name = "KEY")]
+    pub recipient: Vec<String>,
+
+    /// Encrypt the archive to every public key in FILE (one per line, # comments)
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+
+    /// Encrypt the archive with the passphrase on FILE's first line
+    #[arg(long, value_name = "FILE", env = "DBKEEPER_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// How to open an encrypted archive.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyArgs {
+    /// Open an encrypted archive with this secret key: an age identity file (age-keygen) or an
+    /// unencrypted OpenSSH private key
+    #[arg(long, value_name = "FILE", env = "DBKEEPER_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Open an archive encrypted with a passphrase: the passphrase is FILE's first line
+    #[arg(long, value_name = "FILE", env = "DBKEEPER_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -273,6 +298,9 @@ pub struct RestoreArgs {
     /// New collection name for the matching --ns-from (`*` takes what the pattern's `*` matched)
     #[arg(long, value_name = "NAME")]
     pub ns_to: Vec<String>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +315,9 @@ pub struct VerifyArgs {
     /// Parallel workers (decompressing chunks, reading tables and collections)
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 pub mod args;
 mod backup;
 mod completions;
+mod keys;
 mod list;
 mod migrate;
 pub mod output;

@@ -69,11 +69,22 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             "--overwrite-source only makes sense with --mode replace".into(),
         ));
     }
-    // V0 before anything touches a database.
+    // V0 (and, encrypted, the key) before anything touches a database.
     let path = args.archive.clone();
-    let archive = tokio::task::spawn_blocking(move || VerifiedArchive::open(&path))
-        .await
-        .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
+    let keys = args.keys.clone();
+    let settings_for_keys = settings.clone();
+    let archive = tokio::task::spawn_blocking(move || {
+        let mut archive = VerifiedArchive::open(&path)?;
+        if archive.is_encrypted() {
+            match super::keys::unlock(&keys, &settings_for_keys)? {
+                Some(unlock) => archive.unlock(&unlock)?,
+                None => return Err(dbkeeper::archive::reader::needs_key(&path)),
+            }
+        }
+        Ok(archive)
+    })
+    .await
+    .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
     let archive = Arc::new(archive);
     let manifest = archive.manifest();
 
