@@ -144,6 +144,8 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
 }
 
 async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
+    // A bad codec or level is a usage error whatever else is missing.
+    compression(&args, settings)?;
     settings.require_any_engine()?;
     // A directory this run creates and then fails in (an unreachable database, say) is removed
     // again, empty as it is: a failed run leaves nothing behind.
