@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dbkeeper::archive::chunk::Encoding;
+use dbkeeper::archive::codec::{Codec, Compression};
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{Header, Manifest};
@@ -32,7 +34,8 @@ struct Args {
     documents: usize,
     collections: usize,
     jobs: usize,
-    compression_level: u32,
+    codec: Codec,
+    compression_level: Option<i32>,
     archive: PathBuf,
 }
 
@@ -43,7 +46,8 @@ fn parse_args() -> Args {
         documents: 400_000,
         collections: 4,
         jobs: 2,
-        compression_level: dbkeeper::config::DEFAULT_COMPRESSION_LEVEL,
+        codec: Codec::default(),
+        compression_level: None,
         archive: PathBuf::from("target/bench-mongo.dbk.tar"),
     };
     let mut it = std::env::args().skip(1);
@@ -55,8 +59,11 @@ fn parse_args() -> Args {
             "--collections" => args.collections = value().parse().expect("--collections N"),
             "--jobs" => args.jobs = value().parse().expect("--jobs N"),
             "--archive" => args.archive = PathBuf::from(value()),
+            "--compression" => {
+                args.codec = Codec::parse(&value()).expect("--compression zstd|gzip|none")
+            }
             "--compression-level" => {
-                args.compression_level = value().parse().expect("--compression-level 0-9")
+                args.compression_level = Some(value().parse().expect("--compression-level N"))
             }
             "--bench" => {} // passed by `cargo bench`
             phase if !phase.starts_with('-') && args.phase.is_empty() => {
@@ -209,7 +216,7 @@ async fn raw_drain(client: &Client, args: &Args, snapshot: bool) -> (u64, u64) {
 async fn dbkeeper_dump(target: &MongoTarget, archive: &Path, args: &Args) -> u64 {
     let options = DumpOptions {
         jobs: args.jobs,
-        compression_level: args.compression_level,
+        encoding: Encoding::new(Compression::new(args.codec, args.compression_level).unwrap()),
         ..DumpOptions::default()
     };
     let t0 = Instant::now();

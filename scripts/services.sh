@@ -742,6 +742,21 @@ s3_status() {
     fi
 }
 
+# ---------------------------------------------------------------- interop tools
+
+# The tests read archives with stock tools the way a user would: Debian's `age`
+# decrypts a member, `zstd` decompresses one (tests/encryption.rs,
+# tests/archive_codec.rs). Not services, but every test run needs them.
+ensure_interop_tools() {
+    local missing=()
+    command -v age >/dev/null 2>&1 || missing+=(age)
+    command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+    command -v jq >/dev/null 2>&1 || missing+=(jq)
+    if ((${#missing[@]})); then
+        apt_install "${missing[@]}"
+    fi
+}
+
 # ---------------------------------------------------------------- main
 
 usage() {
@@ -762,6 +777,7 @@ done
 
 case $action in
 start)
+    ensure_interop_tools
     for svc in "${services[@]}"; do "${svc}_start"; done
     print_env
     ;;

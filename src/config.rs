@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::archive::codec::{Codec, Compression};
 use crate::error::{Error, Result};
 use crate::redact::SecretUrl;
 
@@ -48,6 +49,23 @@ pub struct FileConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub storage: crate::storage::StorageSection,
+    pub encryption: EncryptionSection,
+}
+
+/// `[encryption]`: who new archives are encrypted to, and how this host opens them. Only paths
+/// and public keys: a secret never belongs in the config file.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// Public keys (`age1…`, `ssh-ed25519 …`) every new archive is encrypted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A file of public keys, one per line.
+    pub recipients_file: Option<PathBuf>,
+    /// The age identity (or unencrypted OpenSSH key) restore, verify and list open archives with.
+    pub identity_file: Option<PathBuf>,
+    /// A file whose first line is the passphrase (passphrase mode, for both backup and restore).
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,7 +109,9 @@ pub struct BackupSection {
     pub output: Option<PathBuf>,
     pub prefix: Option<String>,
     pub jobs: Option<usize>,
-    pub compression_level: Option<u32>,
+    /// `zstd` (default), `gzip` or `none`.
+    pub compression: Option<String>,
+    pub compression_level: Option<i32>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -120,19 +140,31 @@ pub struct Settings {
     pub backup_dir: PathBuf,
     pub archive_prefix: String,
     pub jobs: usize,
-    pub compression_level: u32,
+    /// `[backup] compression` and `compression_level`, checked against each other.
+    pub compression: Compression,
     pub retention: RetentionSection,
     /// Object storage client settings (`[storage]`).
     pub storage: crate::storage::StorageSection,
+    /// `[encryption]`, paths resolved against the config file's directory.
+    pub encryption: EncryptionSection,
 }
 
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_JOBS: usize = 2;
-/// Level 1 was the measured sweet spot: COPY text compresses ~4x at level 1 and barely better at
-/// 6, while level 6 costs ~3x the CPU and makes compression, not the database, the bottleneck.
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 1;
 pub const DEFAULT_ARCHIVE_PREFIX: &str = "dbkeeper";
+
+/// The `[backup]` section's codec and level, validated together.
+fn file_compression(backup: &BackupSection) -> std::result::Result<Compression, String> {
+    let codec = match backup.compression.as_deref() {
+        None => Codec::default(),
+        Some(name) => Codec::parse(name).ok_or_else(|| {
+            format!("backup.compression = {name:?}: must be \"zstd\", \"gzip\" or \"none\"")
+        })?,
+    };
+    Compression::new(codec, backup.compression_level)
+        .map_err(|e| format!("backup.compression_level: {e}"))
+}
 
 impl Settings {
     /// Merges flags, environment (read through `env`), the config file and defaults.
@@ -209,16 +241,10 @@ impl Settings {
         // Paths in the file are relative to the file, like Cargo.toml's.
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
-        let compression_level = file
-            .backup
-            .compression_level
-            .unwrap_or(DEFAULT_COMPRESSION_LEVEL);
-        if compression_level > 9 {
-            return Err(Error::Config {
-                path: config_file.clone().unwrap_or_default(),
-                message: format!("backup.compression_level = {compression_level}: must be 0-9"),
-            });
-        }
+        let compression = file_compression(&file.backup).map_err(|message| Error::Config {
+            path: config_file.clone().unwrap_or_default(),
+            message,
+        })?;
         let jobs = file.backup.jobs.unwrap_or(DEFAULT_JOBS);
         if jobs == 0 {
             return Err(Error::Config {
@@ -262,9 +288,15 @@ impl Settings {
                 .prefix
                 .unwrap_or_else(|| DEFAULT_ARCHIVE_PREFIX.to_string()),
             jobs,
-            compression_level,
+            compression,
             retention: file.retention,
             storage: file.storage,
+            encryption: EncryptionSection {
+                recipients_file: file.encryption.recipients_file.map(rel),
+                identity_file: file.encryption.identity_file.map(rel),
+                passphrase_file: file.encryption.passphrase_file.map(rel),
+                recipients: file.encryption.recipients,
+            },
             config_file,
         })
     }

@@ -7,7 +7,6 @@
 //! is stale and taken over (with a warning); a lock from another host is respected, since we
 //! cannot tell whether its owner is alive.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -35,13 +34,13 @@ pub struct DirLock {
 impl DirLock {
     /// Takes the lock on `dir` for `command` (e.g. "backup"), creating `dir` if needed.
     pub fn acquire(dir: &Path, command: &str) -> Result<DirLock> {
-        std::fs::create_dir_all(dir)
+        crate::private_fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join(LOCK_FILE_NAME);
         let me = LockOwner::me(command);
         // Two attempts: the second after removing a stale lock.
         for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match crate::private_fs::create_new(&path) {
                 Ok(mut file) => {
                     let text = serde_json::to_string(&me).expect("lock owner serializes");
                     file.write_all(text.as_bytes())

@@ -16,6 +16,7 @@ pub mod mask;
 pub mod migrate;
 pub mod mongo;
 pub mod postgres;
+pub mod private_fs;
 pub mod progress;
 pub mod redact;
 pub mod retention;

@@ -4,7 +4,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use dbkeeper::archive::chunk::{ChunkBuilder, RecordFormat};
+use dbkeeper::archive::chunk::{ChunkBuilder, Encoding, RecordFormat};
+use dbkeeper::archive::codec::Codec;
 use dbkeeper::archive::digest::ContentDigest;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
@@ -61,19 +62,13 @@ fn write_sample(path: &Path) -> Vec<Vec<u8>> {
                     &format!("public.{table}"),
                     chunks.len(),
                     RecordFormat::CopyText,
+                    Codec::Zstd,
                 );
-                let compressed = raw.compress(name, 1).unwrap();
+                let compressed = raw.encode(name, &Encoding::default()).unwrap();
                 digest.merge(&compressed.digest);
                 raw_bytes += compressed.raw_bytes;
-                let (rows, raw) = (compressed.rows, compressed.raw_bytes);
-                let entry = writer.append(compressed.member).unwrap();
-                chunks.push(ChunkEntry {
-                    member: entry.name,
-                    rows,
-                    raw_bytes: raw,
-                    size: entry.size,
-                    sha256: entry.sha256,
-                });
+                chunks.push(compressed.entry());
+                writer.append(compressed.member).unwrap();
             }
         };
         for i in 0..rows {
@@ -248,7 +243,7 @@ fn a_member_removed_with_a_rewritten_manifest_is_still_caught() {
     let spans = member_spans(&bytes);
     let victim = spans
         .iter()
-        .find(|(n, _, _)| n.ends_with(".copy.gz"))
+        .find(|(n, _, _)| n.ends_with(".copy.zst"))
         .unwrap()
         .0
         .clone();

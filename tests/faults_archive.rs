@@ -276,10 +276,10 @@ async fn a_flipped_byte_in_every_member_kind_is_refused_naming_it() {
     let kinds = [
         "HEADER.json",
         "pre-data.sql",
-        ".copy.gz",
+        ".copy.zst",
         "post-data.sql",
         ".metadata.json",
-        ".bson.gz",
+        ".bson.zst",
         "MANIFEST.json",
         "COMMIT",
     ];
@@ -392,7 +392,7 @@ async fn hostile_members_are_refused_and_nothing_is_written_anywhere() {
         .iter()
         .map(|e| (e.name.clone(), e.data.clone()))
         .collect();
-    let chunk = all.iter().find(|e| e.name.ends_with(".copy.gz")).unwrap();
+    let chunk = all.iter().find(|e| e.name.ends_with(".copy.zst")).unwrap();
 
     // Path tricks and duplicate names, each listed in a forged (self-consistent) manifest.
     let cases: Vec<(&str, String, &str)> = vec![

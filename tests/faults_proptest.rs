@@ -10,7 +10,8 @@
 //!   panic;
 //! - HEADER.json and MANIFEST.json survive serialization with any strings in them.
 
-use dbkeeper::archive::chunk::{ChunkBuilder, RecordFormat};
+use dbkeeper::archive::chunk::{ChunkBuilder, Encoding, RecordFormat};
+use dbkeeper::archive::codec::Codec;
 use dbkeeper::archive::digest::ContentDigest;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
@@ -53,20 +54,19 @@ fn write(tables: &[Table], chunk_bytes: usize) -> Vec<u8> {
         let mut raw_bytes = 0;
         let mut flush = |builder: &mut ChunkBuilder, chunks: &mut Vec<ChunkEntry>| {
             if let Some(raw) = builder.take() {
-                let name =
-                    chunk_member_name("postgres", index, &table.name, chunks.len(), table.format);
-                let compressed = raw.compress(name, 1).unwrap();
+                let name = chunk_member_name(
+                    "postgres",
+                    index,
+                    &table.name,
+                    chunks.len(),
+                    table.format,
+                    Codec::Zstd,
+                );
+                let compressed = raw.encode(name, &Encoding::default()).unwrap();
                 digest.merge(&compressed.digest);
                 raw_bytes += compressed.raw_bytes;
-                let (rows, raw) = (compressed.rows, compressed.raw_bytes);
-                let entry = writer.append(compressed.member).unwrap();
-                chunks.push(ChunkEntry {
-                    member: entry.name,
-                    rows,
-                    raw_bytes: raw,
-                    size: entry.size,
-                    sha256: entry.sha256,
-                });
+                chunks.push(compressed.entry());
+                writer.append(compressed.member).unwrap();
             }
         };
         for record in &table.records {
@@ -299,7 +299,7 @@ proptest! {
             rows,
             raw_bytes: rows / 2,
             digest: ContentDigest::new().to_hex(),
-            chunks: vec![ChunkEntry { member, rows, raw_bytes: 1, size: 2, sha256: "ab".into() }],
+            chunks: vec![ChunkEntry { member, rows, raw_bytes: 1, size: 2, sha256: "ab".into(), codec: Codec::Gzip }],
             extra: serde_json::json!({ "k": [1, "x"] }),
         });
         let json = serde_json::to_vec_pretty(&manifest).unwrap();

@@ -110,6 +110,8 @@ fn assert_no_password_in_files(dir: &Path) {
                         .read_to_end(&mut raw)
                         .unwrap();
                     data = raw;
+                } else if name.ends_with(".zst") {
+                    data = zstd::stream::decode_all(data.as_slice()).unwrap();
                 }
                 assert!(
                     !contains(&data, PASSWORD.as_bytes()),

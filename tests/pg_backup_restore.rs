@@ -480,7 +480,7 @@ async fn damaged_archives_are_refused_before_touching_the_target() {
     let names: Vec<&str> = spans.iter().map(|(n, _, _)| n.as_str()).collect();
     assert!(names.contains(&"postgres/schema/pre-data.sql"), "{names:?}");
     assert!(
-        names.iter().filter(|n| n.ends_with(".copy.gz")).count() > 3,
+        names.iter().filter(|n| n.ends_with(".copy.zst")).count() > 3,
         "{names:?}"
     );
 

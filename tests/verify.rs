@@ -371,8 +371,8 @@ async fn a_flipped_byte_or_truncation_in_any_member_is_caught_offline_naming_it(
     let members = [
         pick(&|n| n == "HEADER.json"),
         pick(&|n| n.starts_with("postgres/schema/")),
-        pick(&|n| n.starts_with("postgres/data/") && n.ends_with(".copy.gz")),
-        pick(&|n| n.starts_with("mongo/data/") && n.ends_with(".bson.gz")),
+        pick(&|n| n.starts_with("postgres/data/") && n.ends_with(".copy.zst")),
+        pick(&|n| n.starts_with("mongo/data/") && n.ends_with(".bson.zst")),
         pick(&|n| n.ends_with(".metadata.json")),
         pick(&|n| n == "MANIFEST.json"),
         pick(&|n| n == "COMMIT"),
@@ -412,7 +412,7 @@ async fn a_flipped_byte_or_truncation_in_any_member_is_caught_offline_naming_it(
     // Damage V0 cannot see, because the manifest and COMMIT were rewritten to agree with it, is
     // V1's: a chunk with one row fewer than its entry says, and a chunk with one row changed.
     let chunk = members[2].0.clone();
-    let rows = gunzip(&bytes[members[2].1..members[2].1 + members[2].2]);
+    let rows = unzstd(&bytes[members[2].1..members[2].1 + members[2].2]);
     let lines: Vec<&[u8]> = rows.split_inclusive(|&b| b == b'\n').collect();
     assert!(lines.len() > 2);
     // One row fewer in exactly as many bytes (the next row's last column grows by as much), so
@@ -434,7 +434,7 @@ async fn a_flipped_byte_or_truncation_in_any_member_is_caught_offline_naming_it(
         ("one row changed", one_changed, "content digest"),
     ] {
         let path = dir.path().join("forged.dbk.tar");
-        std::fs::write(&path, forge(&bytes, &chunk, &gzip(&data))).unwrap();
+        std::fs::write(&path, forge(&bytes, &chunk, &zstd_frame(&data))).unwrap();
         let (code, report) = verify(dir.path(), &path, &[]);
         assert_eq!(code, 1, "{damage}: {report}");
         assert_eq!(
@@ -462,16 +462,12 @@ async fn a_flipped_byte_or_truncation_in_any_member_is_caught_offline_naming_it(
     assert_eq!(code, 0, "the original is untouched: {report}");
 }
 
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(data), &mut out).unwrap();
-    out
+fn unzstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::decode_all(data).unwrap()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut encoder, data).unwrap();
-    encoder.finish().unwrap()
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, 1).unwrap()
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -49,6 +49,9 @@ pub struct ArchiveSummary {
     /// Rows (PostgreSQL) / documents (MongoDB) per engine.
     pub rows: BTreeMap<String, u64>,
     pub datasets: usize,
+    /// Encrypted: `rows` and `datasets` are in the encrypted manifest, so they are not shown.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
     /// The last passed verification, when the stamp still matches the file.
     pub verified: Option<VerificationStamp>,
 }
@@ -119,6 +122,7 @@ pub fn summary_from(
         sources: Vec::new(),
         rows: BTreeMap::new(),
         datasets: 0,
+        encrypted: false,
         verified: None,
     };
     match metadata {
@@ -129,6 +133,7 @@ pub fn summary_from(
             summary.engines = manifest.sources.iter().map(|s| s.engine).collect();
             summary.sources = manifest.sources.iter().map(source_label).collect();
             summary.datasets = manifest.datasets.len();
+            summary.encrypted = manifest.encryption.is_some();
             for d in manifest.datasets.iter().filter(|d| d.is_table()) {
                 *summary
                     .rows
@@ -252,10 +257,8 @@ pub fn write_stamp(archive: &Path, level: &str) -> Result<()> {
         archive_mtime_secs,
     };
     let path = stamp_path(archive);
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(&stamp).expect("stamp serializes");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    crate::private_fs::write_replace(&path, &text)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 

@@ -11,12 +11,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::chunk::RecordFormat;
+use super::codec::Codec;
+use super::crypt::EncryptionInfo;
 use crate::error::Engine;
 
 /// Identifies the file type inside HEADER.json and MANIFEST.json.
 pub const FORMAT_NAME: &str = "dbkeeper-archive";
-/// The archive format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The archive format this build writes. Version 2 added per-chunk codecs (zstd by default);
+/// version 1 archives (every chunk gzip) are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest archive format this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// `HEADER.json`: what a reader can learn before scanning the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +84,10 @@ pub struct Manifest {
     /// Present when the archive was written by `backup --mask`: it holds masked values only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masking: Option<MaskingRecord>,
+    /// Set when the archive is encrypted: then this clear manifest lists members only, and the
+    /// full one (datasets, engines) is the encrypted member [`super::crypt::SEALED_MANIFEST_MEMBER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
 }
 
 impl Manifest {
@@ -95,6 +104,22 @@ impl Manifest {
             datasets: Vec::new(),
             engines: BTreeMap::new(),
             masking: None,
+            encryption: None,
+        }
+    }
+
+    /// What an encrypted archive shows in clear: everything V0 needs (every member's name,
+    /// size and SHA-256) and nothing derived from the data (no datasets, counts, digests,
+    /// sequence values, schema or index specs).
+    pub fn clear_view(&self, members: Vec<MemberEntry>, encryption: EncryptionInfo) -> Manifest {
+        Manifest {
+            members,
+            datasets: Vec::new(),
+            engines: BTreeMap::new(),
+            // The applied rules carry per-field counts of changed values: sealed with the rest.
+            masking: None,
+            encryption: Some(encryption),
+            ..self.clone()
         }
     }
 
@@ -167,6 +192,9 @@ pub struct ChunkEntry {
     pub raw_bytes: u64,
     pub size: u64,
     pub sha256: String,
+    /// How the member is compressed (absent in format version 1, whose chunks are all gzip).
+    #[serde(default = "Codec::legacy")]
+    pub codec: Codec,
 }
 
 /// What the manifest of a masked archive records: which rules were applied, by name and

@@ -3,7 +3,8 @@
 //!
 //! This module knows nothing about databases. An engine's dump turns its data into *records*
 //! (a PostgreSQL COPY text line, a MongoDB raw BSON document), groups them into bounded chunks
-//! ([`chunk::ChunkBuilder`]), compresses each chunk into one gzip member and hands finished
+//! ([`chunk::ChunkBuilder`]), compresses each chunk into one member ([`codec`]: zstd by default,
+//! gzip or none; recorded per chunk in the manifest) and hands finished
 //! members to the single [`writer::ArchiveWriter`]. Restore and verify open the file with
 //! [`reader::VerifiedArchive::open`], which checks it completely (V0) before anything else runs.
 //!
@@ -15,8 +16,8 @@
 //! |---|---|
 //! | `HEADER.json` | [`manifest::Header`]: format/tool version, sources (redacted URLs), start time |
 //! | `postgres/schema/pre-data.sql`, `postgres/schema/post-data.sql` | engine schema members |
-//! | `postgres/data/<n>-<table>/<chunk>.copy.gz` | one gzip member per chunk of COPY text |
-//! | `mongo/data/<n>-<collection>/<chunk>.bson.gz` | one gzip member per chunk of raw BSON |
+//! | `postgres/data/<n>-<table>/<chunk>.copy.zst` | one member per chunk of COPY text |
+//! | `mongo/data/<n>-<collection>/<chunk>.bson.zst` | one member per chunk of raw BSON |
 //! | `MANIFEST.json` | [`manifest::Manifest`]: every member's size and SHA-256, datasets, chunks |
 //! | `COMMIT` | hex SHA-256 of the `MANIFEST.json` bytes and a newline; always last |
 //!
@@ -25,17 +26,19 @@
 //! # Writing (dump side)
 //!
 //! ```no_run
-//! use dbkeeper::archive::{chunk, manifest, writer::ArchiveWriter, Member, RecordFormat};
+//! use dbkeeper::archive::{chunk, manifest, writer::ArchiveWriter, Codec, Member, RecordFormat};
 //! # fn demo(header: manifest::Header, mut manifest: manifest::Manifest) -> dbkeeper::Result<()> {
 //! let mut archive = ArchiveWriter::create_file("backups/x.dbk.tar".as_ref(), &header)?;
 //! // On worker threads: build chunks on record boundaries and compress them.
 //! let mut builder = chunk::ChunkBuilder::new(RecordFormat::CopyText, chunk::DEFAULT_CHUNK_BYTES);
 //! builder.push_record(b"1\tAda\n");
 //! let raw = builder.take().unwrap();
-//! let name = dbkeeper::archive::chunk_member_name("postgres", 0, "public.users", 0, RecordFormat::CopyText);
-//! let compressed = raw.compress(name, 1)?;           // gzip + SHA-256, off the writer thread
+//! let name = dbkeeper::archive::chunk_member_name(
+//!     "postgres", 0, "public.users", 0, RecordFormat::CopyText, Codec::Zstd);
+//! let compressed = raw.encode(name, &chunk::Encoding::default())?; // zstd + SHA-256, off the writer thread
 //! // On the one writer thread: append, in any order; record the chunk in the manifest.
-//! let entry = archive.append(compressed.member)?;
+//! let entry = compressed.entry();                      // what the manifest records
+//! archive.append(compressed.member)?;
 //! # let _ = entry;
 //! archive.finish_file(&mut manifest)?;                // MANIFEST.json, COMMIT, fsync, rename
 //! # Ok(()) }
@@ -46,6 +49,8 @@
 
 pub mod catalog;
 pub mod chunk;
+pub mod codec;
+pub mod crypt;
 pub mod digest;
 pub mod manifest;
 pub mod pipeline;
@@ -54,6 +59,7 @@ pub mod selection;
 pub mod writer;
 
 pub use chunk::RecordFormat;
+pub use codec::Codec;
 pub use manifest::{ChunkEntry, Dataset, Header, Manifest, MemberEntry, Source};
 pub use writer::Member;
 
@@ -101,18 +107,21 @@ pub fn dataset_dir(engine: &str, index: usize, qualified_name: &str) -> String {
     )
 }
 
-/// The member name of one chunk of one dataset.
+/// The member name of one chunk of one dataset: `<dir>/<chunk>.<format><codec suffix>`, so
+/// stock tools know what a member holds (`000007.copy.zst`: zstd-compressed COPY text).
 pub fn chunk_member_name(
     engine: &str,
     dataset_index: usize,
     qualified_name: &str,
     chunk_index: usize,
     format: RecordFormat,
+    codec: Codec,
 ) -> String {
     format!(
-        "{}/{chunk_index:06}.{}.gz",
+        "{}/{chunk_index:06}.{}{}",
         dataset_dir(engine, dataset_index, qualified_name),
-        format.extension()
+        format.extension(),
+        codec.suffix()
     )
 }
 
@@ -149,12 +158,20 @@ mod tests {
             assert!(is_safe_member_name(&s), "{raw:?} -> {s:?}");
             assert!(!s.contains('/'), "{s}");
             assert!(s.len() <= MAX_COMPONENT + 1);
-            let member = chunk_member_name("postgres", 3, raw, 7, RecordFormat::CopyText);
+            let member =
+                chunk_member_name("postgres", 3, raw, 7, RecordFormat::CopyText, Codec::Zstd);
             assert!(is_safe_member_name(&member), "{member}");
         }
         assert_eq!(
-            chunk_member_name("postgres", 3, "public.users", 7, RecordFormat::CopyText),
-            "postgres/data/00003-public.users/000007.copy.gz"
+            chunk_member_name(
+                "postgres",
+                3,
+                "public.users",
+                7,
+                RecordFormat::CopyText,
+                Codec::Zstd
+            ),
+            "postgres/data/00003-public.users/000007.copy.zst"
         );
     }
 

@@ -24,8 +24,11 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use super::chunk::{self, DecodedChunk};
+use super::crypt::{Keyring, OpenError, Unlock, KEY_MEMBER, SEALED_MANIFEST_MEMBER};
 use super::digest::ContentDigest;
-use super::manifest::{ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT_VERSION};
+use super::manifest::{
+    ChunkEntry, Dataset, Header, Manifest, FORMAT_NAME, FORMAT_VERSION, OLDEST_READABLE_VERSION,
+};
 use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
 use crate::error::{Error, Result};
 use crate::storage::source::{FileSource, RangedSource};
@@ -55,6 +58,8 @@ pub struct VerifiedArchive {
     header: Header,
     manifest: Manifest,
     locations: HashMap<String, Location>,
+    /// The keys of an encrypted archive, once [`VerifiedArchive::unlock`] succeeded.
+    keyring: Option<Keyring>,
 }
 
 /// One thing wrong with an archive, found by V0 or V1.
@@ -188,6 +193,7 @@ impl VerifiedArchive {
                     header,
                     manifest,
                     locations,
+                    keyring: None,
                 }))
             }
             _ => Checked::Damaged(problems.0),
@@ -220,8 +226,117 @@ impl VerifiedArchive {
         self.locations.contains_key(name)
     }
 
-    /// One member's bytes, re-checked against its SHA-256.
+    /// Whether the archive is encrypted (its data needs [`VerifiedArchive::unlock`]).
+    pub fn is_encrypted(&self) -> bool {
+        self.manifest.encryption.is_some()
+    }
+
+    /// Whether the full manifest and every member can be read: unencrypted, or unlocked.
+    pub fn is_readable(&self) -> bool {
+        !self.is_encrypted() || self.keyring.is_some()
+    }
+
+    /// Opens an encrypted archive with `unlock` (an identity file or a passphrase), replacing
+    /// the clear manifest by the full one after checking it against what V0 verified. Every
+    /// failure is bad input (exit 2) that says what to do; nothing is read from the data yet.
+    /// Does nothing for an unencrypted archive.
+    pub fn unlock(&mut self, unlock: &Unlock) -> Result<()> {
+        let Some(info) = self.manifest.encryption.clone() else {
+            return Ok(());
+        };
+        let archive = format!("archive {}", self.path.display());
+        let keyring = match unlock {
+            Unlock::IdentityFile(path) if info.passphrase => {
+                return Err(Error::bad_input(
+                    archive,
+                    format!(
+                        "is encrypted with a passphrase, not to a recipient, so identity file {}                          cannot open it; pass --passphrase-file FILE (or                          DBKEEPER_PASSPHRASE_FILE)",
+                        path.display()
+                    ),
+                ))
+            }
+            Unlock::IdentityFile(path) => Keyring::from_identity_file(path)?,
+            Unlock::Passphrase(_) if !info.passphrase => {
+                return Err(Error::bad_input(
+                    archive,
+                    format!(
+                        "is encrypted to recipients ({}), not with a passphrase; pass --identity                          FILE (or DBKEEPER_IDENTITY_FILE) holding one of their secret keys",
+                        info.recipients.join(", ")
+                    ),
+                ))
+            }
+            Unlock::Passphrase(passphrase) => {
+                Keyring::from_key_member(&self.read_stored_member(KEY_MEMBER)?, passphrase)?
+            }
+        };
+        let sealed = self.read_stored_member(SEALED_MANIFEST_MEMBER)?;
+        let plain = keyring.open(&sealed).map_err(|e| match (e, unlock) {
+            (OpenError::NoMatchingKey, Unlock::IdentityFile(path)) => Error::bad_input(
+                format!("identity file {}", path.display()),
+                format!(
+                    "matches none of the recipients {archive} was made for ({}); pass the                      identity of one of them",
+                    info.recipients.join(", ")
+                ),
+            ),
+            (OpenError::NoMatchingKey, Unlock::Passphrase(_)) => Error::bad_input(
+                format!("{archive}, member {SEALED_MANIFEST_MEMBER}"),
+                "was not encrypted to the archive key that KEY.age holds",
+            ),
+            (OpenError::Damaged(why), _) => {
+                Error::bad_input(format!("{archive}, member {SEALED_MANIFEST_MEMBER}"), why)
+            }
+        })?;
+        let mut full: Manifest = serde_json::from_slice(&plain).map_err(|e| {
+            Error::bad_input(
+                format!("{archive}, member {SEALED_MANIFEST_MEMBER}"),
+                format!("is not a valid manifest: {e}"),
+            )
+        })?;
+        // The full manifest lists every member before itself; the clear one adds it.
+        let clear = &self.manifest.members;
+        let mut problems = Problems::default();
+        if clear.split_last().map(|(_, before)| before) != Some(full.members.as_slice()) {
+            problems.add(
+                SEALED_MANIFEST_MEMBER,
+                format!(
+                    "the encrypted manifest and {MANIFEST_MEMBER} list different members: the                      archive was altered"
+                ),
+            );
+        }
+        full.members = clear.clone();
+        full.encryption = Some(info);
+        check_datasets(&full, &mut problems);
+        if !problems.is_empty() {
+            return Err(damaged(&self.path, &problems.0));
+        }
+        self.manifest = full;
+        self.keyring = Some(keyring);
+        Ok(())
+    }
+
+    /// One member's bytes as an unencrypted archive would hold them: re-checked against its
+    /// SHA-256 and, in an encrypted archive, decrypted.
     pub fn read_member(&self, name: &str) -> Result<Vec<u8>> {
+        let stored = self.read_stored_member(name)?;
+        let in_clear = [HEADER_MEMBER, MANIFEST_MEMBER, COMMIT_MEMBER, KEY_MEMBER].contains(&name);
+        if !self.is_encrypted() || in_clear {
+            return Ok(stored);
+        }
+        let what = format!("archive {}, member {name}", self.path.display());
+        let Some(keyring) = &self.keyring else {
+            return Err(needs_key(&self.path));
+        };
+        keyring.open(&stored).map_err(|e| match e {
+            OpenError::NoMatchingKey => Error::bad_input(
+                what,
+                "is not encrypted to this archive's recipients: the archive was altered",
+            ),
+            OpenError::Damaged(why) => Error::bad_input(what, why),
+        })
+    }
+
+    /// One member's bytes as stored, re-checked against its SHA-256.
+    pub fn read_stored_member(&self, name: &str) -> Result<Vec<u8>> {
         let loc = self.locations.get(name).ok_or_else(|| {
             Error::bad_input(
                 format!("archive {}", self.path.display()),
@@ -248,13 +363,14 @@ impl VerifiedArchive {
 
     /// Reads and decompresses one chunk of `dataset`, checking its record count.
     pub fn read_chunk(&self, dataset: &Dataset, chunk: &ChunkEntry) -> Result<DecodedChunk> {
-        let gz = self.read_member(&chunk.member)?;
-        let decoded = chunk::decode(&gz, chunk.raw_bytes, dataset.format).map_err(|message| {
-            Error::bad_input(
-                format!("archive {}, member {}", self.path.display(), chunk.member),
-                message,
-            )
-        })?;
+        let packed = self.read_member(&chunk.member)?;
+        let decoded = chunk::decode(&packed, chunk.codec, chunk.raw_bytes, dataset.format)
+            .map_err(|message| {
+                Error::bad_input(
+                    format!("archive {}, member {}", self.path.display(), chunk.member),
+                    message,
+                )
+            })?;
         if decoded.rows() != chunk.rows {
             return Err(Error::bad_input(
                 format!("archive {}, member {}", self.path.display(), chunk.member),
@@ -370,7 +486,9 @@ pub(crate) const NOT_AN_ARCHIVE: &str =
 /// mistake for a dbkeeper archive, each with what to do instead.
 pub(crate) fn foreign_format(source: &dyn RangedSource) -> Option<&'static str> {
     let mut start = [0u8; 32];
-    let n = start.len().min(usize::try_from(source.len()).unwrap_or(usize::MAX));
+    let n = start
+        .len()
+        .min(usize::try_from(source.len()).unwrap_or(usize::MAX));
     source.read_exact_at(&mut start[..n], 0).ok()?;
     let start = &start[..n];
     if start.starts_with(b"PGDMP") {
@@ -419,6 +537,14 @@ pub(crate) fn printable(text: &str, max: usize) -> String {
         }
     }
     out
+}
+
+/// The error for using an encrypted archive without its key: names the flags.
+pub fn needs_key(path: &Path) -> Error {
+    Error::Usage(format!(
+        "archive {} is encrypted: pass --identity FILE (or set DBKEEPER_IDENTITY_FILE, or          [encryption] identity_file) with a secret key of one of its recipients, or          --passphrase-file FILE (DBKEEPER_PASSPHRASE_FILE) if it was made with a passphrase",
+        path.display()
+    ))
 }
 
 fn damaged(path: &Path, problems: &[ArchiveProblem]) -> Error {
@@ -647,12 +773,15 @@ fn check(scan: Scan, problems: &mut Problems) -> Option<CheckedParts> {
             return None;
         }
     };
-    if manifest.format != FORMAT_NAME || manifest.format_version != FORMAT_VERSION {
+    if manifest.format != FORMAT_NAME
+        || !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&manifest.format_version)
+    {
         problems.add(
             MANIFEST_MEMBER,
             format!(
                 "format {} version {} is not supported by this dbkeeper (it reads {FORMAT_NAME} \
-             version {FORMAT_VERSION}); use the dbkeeper version that wrote it ({})",
+             versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); use the dbkeeper version \
+             that wrote it ({})",
                 manifest.format, manifest.format_version, manifest.tool_version
             ),
         );

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
+use super::crypt::{Sealer, KEY_MEMBER, SEALED_MANIFEST_MEMBER};
 use super::manifest::{Header, Manifest, MemberEntry};
 use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER, PARTIAL_SUFFIX};
 use crate::error::{Error, Result};
@@ -26,6 +29,8 @@ pub struct Member {
     name: String,
     data: Vec<u8>,
     sha256: String,
+    /// Already encrypted (an age file): the writer of an encrypted archive stores it as is.
+    sealed: bool,
 }
 
 impl Member {
@@ -35,6 +40,15 @@ impl Member {
             name: name.into(),
             data,
             sha256,
+            sealed: false,
+        }
+    }
+
+    /// A member whose bytes are already encrypted for the archive.
+    pub fn sealed(name: impl Into<String>, data: Vec<u8>) -> Member {
+        Member {
+            sealed: true,
+            ..Member::new(name, data)
         }
     }
 
@@ -63,6 +77,9 @@ pub struct ArchiveWriter<W: Write> {
     mtime: u64,
     /// Where the archive goes, for error messages.
     destination: String,
+    /// Set for an encrypted archive: every member but HEADER.json, MANIFEST.json, COMMIT and
+    /// KEY.age is stored encrypted.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl ArchiveWriter<PartialFile> {
@@ -88,21 +105,62 @@ impl<W: Write> ArchiveWriter<W> {
             names: HashSet::new(),
             mtime: header.created_at.timestamp().max(0) as u64,
             destination,
+            sealer: None,
         };
         let json = to_json(header)?;
         writer.write_member(&Member::new(HEADER_MEMBER, json))?;
         Ok(writer)
     }
 
+    /// Makes this an encrypted archive: from now on every member is stored encrypted with
+    /// `sealer` (chunks arrive already encrypted by their worker, see
+    /// [`super::chunk::Encoding::seal`]). In passphrase mode this writes `KEY.age`. Call it
+    /// right after creating the writer, before any other member.
+    pub fn encrypt_with(&mut self, sealer: Arc<Sealer>) -> Result<()> {
+        if self.members.len() > 1 {
+            return Err(Error::io(
+                "encrypting the archive",
+                std::io::Error::other("encryption must be set before the first data member"),
+            ));
+        }
+        if let Some(key) = sealer.key_member() {
+            self.write_member(&Member::new(KEY_MEMBER, key.to_vec()))?;
+        }
+        self.sealer = Some(sealer);
+        Ok(())
+    }
+
     /// Appends one member. Names must be safe, unique and not one of the reserved names.
     pub fn append(&mut self, member: Member) -> Result<MemberEntry> {
-        if [HEADER_MEMBER, MANIFEST_MEMBER, COMMIT_MEMBER].contains(&member.name.as_str()) {
+        if [
+            HEADER_MEMBER,
+            MANIFEST_MEMBER,
+            COMMIT_MEMBER,
+            KEY_MEMBER,
+            SEALED_MANIFEST_MEMBER,
+        ]
+        .contains(&member.name.as_str())
+        {
             return Err(Error::bad_input(
                 &member.name,
                 "is a reserved archive member name",
             ));
         }
+        let member = self.seal(member)?;
         self.write_member(&member)
+    }
+
+    /// `member` as an encrypted archive stores it.
+    fn seal(&self, member: Member) -> Result<Member> {
+        match &self.sealer {
+            Some(sealer) if !member.sealed => {
+                let sealed = sealer.seal(&member.data).map_err(|e| {
+                    Error::io(format!("encrypting archive member {}", member.name), e)
+                })?;
+                Ok(Member::sealed(member.name, sealed))
+            }
+            _ => Ok(member),
+        }
     }
 
     /// The members written so far, in order.
@@ -113,9 +171,22 @@ impl<W: Write> ArchiveWriter<W> {
     /// Writes `MANIFEST.json` (with `members` filled in from what was written) and `COMMIT`,
     /// ends the tar stream and flushes. Returns the output, which the caller still has to make
     /// durable (see [`ArchiveWriter::finish_file`]).
+    ///
+    /// Encrypted, the full manifest goes into the encrypted member `MANIFEST.json.age` and
+    /// `MANIFEST.json` is its [`Manifest::clear_view`]; `manifest` stays the full one.
     pub fn finish(mut self, manifest: &mut Manifest) -> Result<W> {
         manifest.members = self.members.clone();
-        let manifest_member = Member::new(MANIFEST_MEMBER, to_json(manifest)?);
+        let manifest_json = match self.sealer.clone() {
+            None => to_json(manifest)?,
+            Some(sealer) => {
+                manifest.encryption = Some(sealer.info().clone());
+                let full = Member::new(SEALED_MANIFEST_MEMBER, to_json(manifest)?);
+                let full = self.seal(full)?;
+                self.write_member(&full)?;
+                to_json(&manifest.clear_view(self.members.clone(), sealer.info().clone()))?
+            }
+        };
+        let manifest_member = Member::new(MANIFEST_MEMBER, manifest_json);
         let commit = format!("{}\n", manifest_member.sha256);
         self.write_member(&manifest_member)?;
         self.write_member(&Member::new(COMMIT_MEMBER, commit.into_bytes()))?;
@@ -189,10 +260,8 @@ impl PartialFile {
         let mut partial = final_path.as_os_str().to_owned();
         partial.push(PARTIAL_SUFFIX);
         let partial_path = PathBuf::from(partial);
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&partial_path)
+        // 0600 whatever the umask: an archive is a copy of production.
+        let file = crate::private_fs::create_new(&partial_path)
             .map_err(|e| Error::io(format!("creating {}", partial_path.display()), e))?;
         Ok(PartialFile {
             final_path: final_path.to_path_buf(),

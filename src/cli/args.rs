@@ -273,9 +273,13 @@ pub struct BackupArgs {
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
 
-    /// gzip level, 0 (none) to 9 (smallest)
-    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub compression_level: Option<u32>,
+    /// Chunk codec [default: zstd, or [backup] compression]
+    #[arg(long, value_name = "CODEC", value_parser = ["zstd", "gzip", "none"])]
+    pub compression: Option<String>,
+
+    /// Codec level: zstd 1-19 (default 1), gzip 0-9 (default 1)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
 
     /// Only tables/collections matching these glob patterns (schema.table or collection)
     #[arg(long, value_name = "PATTERN")]
@@ -296,6 +300,31 @@ pub struct BackupArgs {
     /// Write masked values only, by this rules file (docs/masking.md)
     #[arg(long, value_name = "RULES")]
     pub mask: Option<PathBuf>,
+
+    /// Encrypt the archive to this public key: age1… or ssh-ed25519/ssh-rsa … (repeatable)
+    #[arg(long, value_name = "KEY")]
+    pub recipient: Vec<String>,
+
+    /// Encrypt the archive to every public key in FILE (one per line, # comments)
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+
+    /// Encrypt the archive with the passphrase on FILE's first line
+    #[arg(long, value_name = "FILE", env = "DBKEEPER_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// How to open an encrypted archive.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyArgs {
+    /// Open an encrypted archive with this secret key: an age identity file (age-keygen) or an
+    /// unencrypted OpenSSH private key
+    #[arg(long, value_name = "FILE", env = "DBKEEPER_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Open an archive encrypted with a passphrase: the passphrase is FILE's first line
+    #[arg(long, value_name = "FILE", env = "DBKEEPER_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -384,6 +413,9 @@ pub struct RestoreArgs {
     /// Mask personal data on its way into the target with this rules file (docs/masking.md)
     #[arg(long, value_name = "RULES")]
     pub mask: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +433,9 @@ pub struct VerifyArgs {
     /// Parallel workers (decompressing chunks, reading tables and collections)
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Args)]

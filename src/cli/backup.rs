@@ -15,7 +15,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use dbkeeper::archive::chunk::DEFAULT_CHUNK_BYTES;
+use dbkeeper::archive::chunk::{Encoding, DEFAULT_CHUNK_BYTES};
+use dbkeeper::archive::codec::{Codec, Compression};
 use dbkeeper::archive::manifest::MaskingRecord;
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
@@ -121,12 +122,16 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
         connect: Default::default(),
         output: None,
         jobs: None,
+        compression: None,
         compression_level: None,
         include: Vec::new(),
         exclude: Vec::new(),
         prune: false,
         chunk_bytes: None,
         mask: None,
+        recipient: Vec::new(),
+        recipients_file: None,
+        passphrase_file: None,
     };
     let report = perform(args, settings).await?;
     let path = PathBuf::from(&report.archive);
@@ -134,8 +139,21 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
     let archive = storage::open_archive(&location).await?;
     let jobs = settings.jobs;
     let checked = path.clone();
-    blocking(move || {
-        let archive: VerifiedArchive = archive;
+    let unlock = super::keys::unlock(&Default::default(), settings)?;
+    let level = blocking(move || {
+        let mut archive: VerifiedArchive = archive;
+        if archive.is_encrypted() {
+            let Some(unlock) = unlock else {
+                // Encrypted to recipients whose keys this host does not hold: V0 is what it can
+                // prove, and it proves every byte is as written.
+                tracing::info!(
+                    "the backup taken before migrating is encrypted and no identity is configured: \
+                     checked its integrity (V0), not its decoding (V1)"
+                );
+                return Ok("archive");
+            };
+            archive.unlock(&unlock)?;
+        }
         let decoded = archive.verify_decode(jobs);
         if !decoded.problems.is_empty() {
             return Err(Error::CheckFailed(format!(
@@ -149,14 +167,16 @@ pub async fn verified_backup(settings: &Settings) -> Result<PathBuf> {
                     .join("; ")
             )));
         }
-        Ok(())
+        Ok("decode")
     })
     .await?;
-    storage::write_stamp(&location, "decode").await?;
+    storage::write_stamp(&location, level).await?;
     Ok(path)
 }
 
 async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
+    // A bad codec or level is a usage error whatever else is missing.
+    compression(&args, settings)?;
     settings.require_any_engine()?;
     // A directory this run creates and then fails in (an unreachable database, say) is removed
     // again, empty as it is: a failed run leaves nothing behind.
@@ -169,12 +189,32 @@ async fn perform(args: BackupArgs, settings: &Settings) -> Result<BackupReport> 
     result
 }
 
+/// `--compression` / `--compression-level` over `[backup]`. A flag that changes the codec
+/// without a level takes that codec's default level, not the file's level for another codec.
+fn compression(args: &BackupArgs, settings: &Settings) -> Result<Compression> {
+    let codec = match args.compression.as_deref() {
+        Some(name) => Codec::parse(name)
+            .ok_or_else(|| Error::Usage(format!("--compression {name}: use zstd, gzip or none")))?,
+        None => settings.compression.codec,
+    };
+    let level = match (args.compression_level, codec == settings.compression.codec) {
+        (Some(level), _) => Some(level),
+        (None, true) => Some(settings.compression.level),
+        (None, false) => None,
+    };
+    Compression::new(codec, level).map_err(|e| Error::Usage(format!("--compression-level: {e}")))
+}
+
 async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupReport> {
     let jobs = args.jobs.unwrap_or(settings.jobs);
     if jobs == 0 {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
-    let compression_level = args.compression_level.unwrap_or(settings.compression_level);
+    let sealer = super::keys::sealer(&args, settings)?;
+    let encoding = Encoding {
+        compression: compression(&args, settings)?,
+        seal: sealer.clone(),
+    };
     let chunk_bytes = args.chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES).max(1);
     if args.prune {
         // Checked now, not after a long dump: the run would otherwise fail at the very end.
@@ -213,7 +253,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
             let target = PgTarget::new(url, settings.connect_timeout)?;
             let options = DumpOptions {
                 jobs,
-                compression_level,
+                encoding: encoding.clone(),
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
@@ -229,7 +269,7 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
             let target = MongoTarget::new(url, db, settings.connect_timeout);
             let options = mongo_dump::DumpOptions {
                 jobs,
-                compression_level,
+                encoding: encoding.clone(),
                 chunk_bytes,
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
@@ -289,7 +329,10 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
 
     let (manifest, mongo_summary, path, bytes) = match &destination {
         Destination::File(path) => {
-            let writer = ArchiveWriter::create_file(path, &header)?;
+            let mut writer = ArchiveWriter::create_file(path, &header)?;
+            if let Some(sealer) = &sealer {
+                writer.encrypt_with(sealer.clone())?;
+            }
             let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
             manifest.masking = masking(&masks);
             let (path, manifest) = blocking(move || {
@@ -302,7 +345,10 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         }
         Destination::Stdout => {
             let out = CountingWriter::new(BufWriter::with_capacity(1 << 20, std::io::stdout()));
-            let writer = ArchiveWriter::new(out, &header, "stdout".into())?;
+            let mut writer = ArchiveWriter::new(out, &header, "stdout".into())?;
+            if let Some(sealer) = &sealer {
+                writer.encrypt_with(sealer.clone())?;
+            }
             let (writer, mut manifest, mongo) = dump_into(writer, dumps, jobs, &header).await?;
             manifest.masking = masking(&masks);
             let (out, manifest) =
@@ -549,7 +595,7 @@ fn create_backup_dir(dir: &Path, configured: bool) -> Result<()> {
     }
     let creating = |e| Error::io(format!("creating backup directory {}", dir.display()), e);
     if configured {
-        return std::fs::create_dir_all(dir).map_err(creating);
+        return dbkeeper::private_fs::create_dir_all(dir).map_err(creating);
     }
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -564,7 +610,8 @@ fn create_backup_dir(dir: &Path, configured: bool) -> Result<()> {
             dir.display()
         )));
     }
-    std::fs::create_dir(dir).map_err(creating)?;
+    // The parent exists (checked above): this creates the one directory, 0700.
+    dbkeeper::private_fs::create_dir_all(dir).map_err(creating)?;
     tracing::warn!("created backup directory {}", dir.display());
     Ok(())
 }

@@ -55,16 +55,19 @@ fn describe(a: &ArchiveSummary) -> String {
         .created_at
         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_default();
-    let counts: Vec<String> = a
-        .rows
-        .iter()
-        .map(|(engine, n)| {
-            format!(
-                "{engine} {n} {}",
-                if engine == "mongo" { "docs" } else { "rows" }
-            )
-        })
-        .collect();
+    let counts: Vec<String> = if a.encrypted {
+        vec!["encrypted".to_string()]
+    } else {
+        a.rows
+            .iter()
+            .map(|(engine, n)| {
+                format!(
+                    "{engine} {n} {}",
+                    if engine == "mongo" { "docs" } else { "rows" }
+                )
+            })
+            .collect()
+    };
     let verified = match &a.verified {
         Some(s) => format!(
             "verified ({}, {})",

@@ -4,6 +4,7 @@ pub mod args;
 mod backup;
 mod completions;
 mod contents;
+mod keys;
 mod list;
 mod man;
 mod migrate;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use dbkeeper::archive::manifest::{MaskedField, MaskingRecord};
 use dbkeeper::archive::reader::{VerifiedArchive, STDIN_ARCHIVE};
 use dbkeeper::archive::selection::Selection;
-use dbkeeper::archive::manifest::{MaskedField, MaskingRecord};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::mongo::namespace::Rename;
@@ -130,13 +130,30 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             "--overwrite-source only makes sense with --mode replace".into(),
         ));
     }
-    // V0 before anything touches a database.
+    // V0 (and, encrypted, the key) before anything touches a database.
     let from_stdin = args.archive.as_os_str() == STDIN_ARCHIVE;
     let location = match from_stdin {
         true => None,
-        false => Some(Location::parse(&args.archive, "ARCHIVE", &settings.storage)?),
+        false => Some(Location::parse(
+            &args.archive,
+            "ARCHIVE",
+            &settings.storage,
+        )?),
     };
-    let archive = Arc::new(open_archive(location.as_ref()).await?);
+    let mut archive = open_archive(location.as_ref()).await?;
+    if archive.is_encrypted() {
+        let (keys, settings_for_keys) = (args.keys.clone(), settings.clone());
+        archive = tokio::task::spawn_blocking(move || {
+            match super::keys::unlock(&keys, &settings_for_keys)? {
+                Some(unlock) => archive.unlock(&unlock)?,
+                None => return Err(dbkeeper::archive::reader::needs_key(archive.path())),
+            }
+            Ok(archive)
+        })
+        .await
+        .map_err(|e| Error::io("opening the archive", std::io::Error::other(e)))??;
+    }
+    let archive = Arc::new(archive);
     let manifest = archive.manifest();
     if args.list {
         return contents::print(&archive, out);
@@ -315,7 +332,10 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     .flatten()
     .collect();
     let mismatches: usize = checks.iter().map(|c| c.mismatches.len()).sum();
-    if let Some(location) = location.as_ref().filter(|_| !checks.is_empty() && mismatches == 0) {
+    if let Some(location) = location
+        .as_ref()
+        .filter(|_| !checks.is_empty() && mismatches == 0)
+    {
         // Remembered for `list`/`prune`; failing to write it changes nothing.
         if let Err(e) = storage::write_stamp(location, "restore").await {
             tracing::warn!("could not record the verification next to the archive: {e}");

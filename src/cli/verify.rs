@@ -4,6 +4,7 @@
 //! counts, sequences, indexes, validators and options, schema fingerprint; `--deep`: content
 //! digests). Every mismatch is listed; any mismatch exits 1, a damaged archive included.
 
+use dbkeeper::archive::crypt::Unlock;
 use dbkeeper::archive::reader::{Checked, VerifiedArchive};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
@@ -68,7 +69,9 @@ pub async fn run(
     }
     let mut report = VerifyReport::new(args.archive.display().to_string(), args.deep);
     let location = Location::parse(&args.archive, "ARCHIVE", &settings.storage)?;
-    let archive = offline(&location, jobs, &mut report).await?;
+    let keys = (args.keys.clone(), settings.clone());
+    let unlock = move || super::keys::unlock(&keys.0, &keys.1);
+    let archive = offline(&location, jobs, unlock, &mut report).await?;
     let offline_ok = report.ok;
     if let Some(archive) = &archive {
         let options = targets::TargetOptions {
@@ -87,8 +90,10 @@ pub async fn run(
     if report.ok {
         let level = if report.levels.contains(&Level::V2) {
             "target"
-        } else {
+        } else if report.levels.contains(&Level::V1) {
             "decode"
+        } else {
+            "archive"
         };
         // The stamp only saves `list`/`prune` a re-check; failing to write it changes nothing.
         if let Err(e) = storage::write_stamp(&location, level).await {
@@ -132,14 +137,37 @@ pub async fn run(
 }
 
 /// V0, then V1 when V0 passed. Returns the verified archive when both passed.
+///
+/// An encrypted archive is unlocked between the two. Without a key, V0 is all that can be
+/// checked (every member's size and SHA-256, COMMIT): it is reported and the archive is not
+/// returned, so nothing needing the data runs.
 async fn offline(
     location: &Location,
     jobs: usize,
+    unlock: impl FnOnce() -> Result<Option<Unlock>> + Send + 'static,
     report: &mut VerifyReport,
 ) -> Result<Option<VerifiedArchive>> {
     let checked = storage::check_archive(location).await?;
+    let name = location.describe();
     let (checked, decode) = tokio::task::spawn_blocking(move || {
+        let mut checked = checked;
+        if let Checked::Verified(archive) = &mut checked {
+            if archive.is_encrypted() {
+                match unlock()? {
+                    Some(unlock) => archive.unlock(&unlock)?,
+                    None => {
+                        tracing::warn!(
+                            "archive {} is encrypted: checked V0 (every member's size and \
+                             SHA-256, COMMIT); V1 (decoding) and V2 need the key: pass \
+                             --identity FILE or --passphrase-file FILE",
+                            name
+                        );
+                    }
+                }
+            }
+        }
         let decode = match &checked {
+            Checked::Verified(archive) if !archive.is_readable() => None,
             Checked::Verified(archive) => {
                 let datasets = &archive.manifest().datasets;
                 dbkeeper::progress::start(
@@ -168,7 +196,15 @@ async fn offline(
     };
     // One check per member (size and SHA-256) plus COMMIT against the manifest.
     report.add_archive_level(Level::V0, archive.member_count() as u64 + 1, &[]);
-    let decode = decode.expect("decoded when verified");
+    let Some(decode) = decode else {
+        // Encrypted, no key: V0 is the whole verdict.
+        report.facts = ArchiveFacts {
+            members: archive.member_count(),
+            member_bytes: archive.member_bytes(),
+            ..Default::default()
+        };
+        return Ok(None);
+    };
     report.add_archive_level(
         Level::V1,
         (decode.chunks + decode.datasets) as u64,
@@ -188,7 +224,16 @@ async fn offline(
 fn print_human(report: &VerifyReport) {
     let levels: Vec<String> = report.levels.iter().map(|l| format!("{l:?}")).collect();
     let f = &report.facts;
-    if report.ok {
+    if report.ok && !report.levels.contains(&Level::V1) {
+        println!(
+            "verify: {} OK (V0): {} members ({}) intact, COMMIT matches, {} checks; the archive \
+             is encrypted: V1 needs the key (--identity FILE or --passphrase-file FILE)",
+            report.archive,
+            f.members,
+            human_bytes(f.member_bytes),
+            report.checks
+        );
+    } else if report.ok {
         println!(
             "verify: {} OK ({}): {} ({}), {}, {}, {} decoded, {}",
             report.archive,

@@ -36,10 +36,10 @@ use super::manifest::{ClusterTime, CollectionEntry, Consistency, MongoManifest};
 use super::metadata::{self, CollectionKind, CollectionMetadata};
 use super::namespace::NamespaceFilter;
 use super::MongoTarget;
-use crate::archive::chunk::{ChunkBuilder, CompressedChunk, DEFAULT_CHUNK_BYTES};
+use crate::archive::chunk::{ChunkBuilder, CompressedChunk, Encoding, DEFAULT_CHUNK_BYTES};
 use crate::archive::digest::ContentDigest;
 use crate::archive::writer::{ArchiveWriter, Member};
-use crate::archive::{chunk_member_name, ChunkEntry, Dataset, Manifest, RecordFormat, Source};
+use crate::archive::{chunk_member_name, Dataset, Manifest, RecordFormat, Source};
 use crate::error::{Engine, Error, Result};
 
 /// How to dump.
@@ -47,8 +47,8 @@ use crate::error::{Engine, Error, Result};
 pub struct DumpOptions {
     /// Collections read in parallel.
     pub jobs: usize,
-    /// gzip level, 0-9.
-    pub compression_level: u32,
+    /// Codec, level and encryption of the chunks.
+    pub encoding: Encoding,
     /// Uncompressed bytes per chunk (a chunk always holds whole documents, so one document larger
     /// than this makes a chunk of its own).
     pub chunk_bytes: usize,
@@ -68,7 +68,7 @@ impl Default for DumpOptions {
     fn default() -> DumpOptions {
         DumpOptions {
             jobs: crate::config::DEFAULT_JOBS,
-            compression_level: crate::config::DEFAULT_COMPRESSION_LEVEL,
+            encoding: Encoding::default(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             include: Vec::new(),
             exclude: Vec::new(),
@@ -441,7 +441,7 @@ impl PreparedDump {
                 database: self.database.clone(),
                 snapshot: self.snapshot,
                 chunk_bytes: self.options.chunk_bytes,
-                compression_level: self.options.compression_level,
+                encoding: self.options.encoding.clone(),
                 mask: self.mask.clone(),
                 tx: tx.clone(),
             };
@@ -453,17 +453,12 @@ impl PreparedDump {
                 message = rx.recv() => match message {
                     Some(DumpedChunk { dataset, chunk }) => {
                         let d = &mut datasets[dataset];
-                        let entry = writer.append(chunk.member)?;
+                        let entry = chunk.entry();
+                        writer.append(chunk.member)?;
                         d.rows += chunk.rows;
                         d.raw_bytes += chunk.raw_bytes;
                         digests[dataset].merge(&chunk.digest);
-                        d.chunks.push(ChunkEntry {
-                            member: entry.name,
-                            rows: chunk.rows,
-                            raw_bytes: chunk.raw_bytes,
-                            size: entry.size,
-                            sha256: entry.sha256,
-                        });
+                        d.chunks.push(entry);
                     }
                     None => break,
                 },
@@ -556,7 +551,7 @@ struct Worker {
     database: String,
     snapshot: Option<Timestamp>,
     chunk_bytes: usize,
-    compression_level: u32,
+    encoding: Encoding,
     mask: Option<Arc<crate::mask::MongoMask>>,
     tx: mpsc::Sender<DumpedChunk>,
 }
@@ -730,9 +725,10 @@ impl ChunkPipeline<'_> {
             &self.qualified,
             self.next_chunk,
             RecordFormat::Bson,
+            self.worker.encoding.compression.codec,
         );
         self.next_chunk += 1;
-        let level = self.worker.compression_level;
+        let encoding = self.worker.encoding.clone();
         let mask = self
             .worker
             .mask
@@ -748,7 +744,7 @@ impl ChunkPipeline<'_> {
                 )?,
                 None => raw,
             };
-            raw.compress(name, level)
+            raw.encode(name, &encoding)
         }));
         Ok(())
     }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use crate::archive::chunk::{ChunkBuilder, CompressedChunk, RecordFormat};
+use crate::archive::chunk::{ChunkBuilder, CompressedChunk, Encoding, RecordFormat};
 use crate::archive::digest::ContentDigest;
 use crate::archive::pipeline::MemberSender;
 use crate::archive::{chunk_member_name, ChunkEntry, Dataset, Member, Source};
@@ -54,7 +54,8 @@ const TID_RANGE_SCAN_MAJOR: u32 = 14;
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
     pub jobs: usize,
-    pub compression_level: u32,
+    /// Codec, level and encryption of the chunks.
+    pub encoding: Encoding,
     pub chunk_bytes: usize,
     /// Glob patterns on `schema.table` (or `table`); empty means every table.
     pub include: Vec<String>,
@@ -246,7 +247,7 @@ impl PgDump {
             let dumped = large_objects::dump(
                 &client,
                 tables.len(),
-                options.compression_level,
+                &options.encoding,
                 options.chunk_bytes,
                 &sender,
             )
@@ -423,7 +424,7 @@ struct CopyJob {
     queue: Mutex<VecDeque<Part>>,
     results: Mutex<Vec<TableAcc>>,
     sender: MemberSender,
-    compression_level: u32,
+    encoding: Encoding,
     chunk_bytes: usize,
     mask: Option<Arc<crate::mask::PgMask>>,
 }
@@ -446,7 +447,7 @@ async fn copy_all_tables(
         tables,
         queue: Mutex::new(queue),
         sender: sender.clone(),
-        compression_level: options.compression_level,
+        encoding: options.encoding.clone(),
         chunk_bytes: options.chunk_bytes,
         mask,
     });
@@ -629,9 +630,10 @@ async fn cut_chunk(
             &job.tables[table].qualified(),
             index,
             RecordFormat::CopyText,
+            job.encoding.compression.codec,
         )
     };
-    let level = job.compression_level;
+    let encoding = job.encoding.clone();
     let info = &job.tables[table];
     let mask = job
         .mask
@@ -645,7 +647,7 @@ async fn cut_chunk(
             }
             None => raw,
         };
-        raw.compress(name, level)
+        raw.encode(name, &encoding)
     })))
 }
 
@@ -658,19 +660,12 @@ async fn deliver(
     let chunk = handle
         .await
         .map_err(|e| Error::io("compressing a chunk", std::io::Error::other(e.to_string())))??;
-    let entry = chunk.member.entry();
     {
         let mut results = job.results.lock().unwrap();
         let acc = &mut results[table];
         acc.digest.merge(&chunk.digest);
         acc.raw_bytes += chunk.raw_bytes;
-        acc.chunks.push(ChunkEntry {
-            member: entry.name,
-            rows: chunk.rows,
-            raw_bytes: chunk.raw_bytes,
-            size: entry.size,
-            sha256: entry.sha256,
-        });
+        acc.chunks.push(chunk.entry());
     }
     job.sender.send(chunk.member).await
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::archive::chunk::{
-    ChunkBuilder, CompressedChunk, DecodedChunk, LargeObjectPiece, RecordFormat,
+    ChunkBuilder, CompressedChunk, DecodedChunk, Encoding, LargeObjectPiece, RecordFormat,
 };
 use crate::archive::digest::ContentDigest;
 use crate::archive::pipeline::MemberSender;
@@ -90,11 +90,11 @@ const FIRST_PIECES: &str = "SELECT m.oid, pg_catalog.pg_get_userbyid(m.lomowner)
 pub async fn dump(
     client: &Client,
     dataset_index: usize,
-    compression_level: u32,
+    encoding: &Encoding,
     chunk_bytes: usize,
     sender: &MemberSender,
 ) -> Result<(Dataset, LargeObjectsMeta)> {
-    let mut out = PieceWriter::new(dataset_index, compression_level, chunk_bytes, sender);
+    let mut out = PieceWriter::new(dataset_index, encoding.clone(), chunk_bytes, sender);
     let rows = client
         .query_raw(FIRST_PIECES, &[&PIECE_BYTES])
         .await
@@ -165,7 +165,7 @@ async fn read_piece(client: &Client, oid: u32, offset: i64) -> Result<tokio_post
 /// Cuts pieces into chunks, compressing one while the next fills, and records them.
 struct PieceWriter<'a> {
     dataset_index: usize,
-    compression_level: u32,
+    encoding: Encoding,
     builder: ChunkBuilder,
     record: Vec<u8>,
     pending: Option<JoinHandle<Result<CompressedChunk>>>,
@@ -178,13 +178,13 @@ struct PieceWriter<'a> {
 impl<'a> PieceWriter<'a> {
     fn new(
         dataset_index: usize,
-        compression_level: u32,
+        encoding: Encoding,
         chunk_bytes: usize,
         sender: &'a MemberSender,
     ) -> PieceWriter<'a> {
         PieceWriter {
             dataset_index,
-            compression_level,
+            encoding,
             builder: ChunkBuilder::new(RecordFormat::LargeObject, chunk_bytes),
             record: Vec::new(),
             pending: None,
@@ -224,10 +224,11 @@ impl<'a> PieceWriter<'a> {
             &format!("{DATASET_NAMESPACE}.{DATASET_NAME}"),
             self.chunks.len(),
             RecordFormat::LargeObject,
+            self.encoding.compression.codec,
         );
-        let level = self.compression_level;
+        let encoding = self.encoding.clone();
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            raw.compress(name, level)
+            raw.encode(name, &encoding)
         }));
         Ok(())
     }
@@ -236,16 +237,9 @@ impl<'a> PieceWriter<'a> {
         let chunk = handle.await.map_err(|e| {
             Error::io("compressing a chunk", std::io::Error::other(e.to_string()))
         })??;
-        let entry = chunk.member.entry();
         self.digest.merge(&chunk.digest);
         self.raw_bytes += chunk.raw_bytes;
-        self.chunks.push(ChunkEntry {
-            member: entry.name,
-            rows: chunk.rows,
-            raw_bytes: chunk.raw_bytes,
-            size: entry.size,
-            sha256: entry.sha256,
-        });
+        self.chunks.push(chunk.entry());
         self.sender.send(chunk.member).await
     }
 

@@ -53,6 +53,14 @@ impl Location {
         }
     }
 
+    /// How messages name it: the path, or the object's URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Local(path) => path.display().to_string(),
+            Location::Object(object) => object.url(),
+        }
+    }
+
     /// Whether `raw` names object storage (`s3://…`, or a malformed attempt at one such as
     /// `s3:bucket`), rather than a local path.
     pub fn is_object_url(raw: &str) -> bool {

@@ -88,6 +88,15 @@ impl PgTestDb {
     pub async fn client(&self) -> tokio_postgres::Client {
         pg_connect(&self.url).await
     }
+
+    /// A database something else (a restore, a script) created, dropped like one of ours.
+    pub fn adopt(name: &str, url: String) -> PgTestDb {
+        PgTestDb {
+            name: name.to_string(),
+            url,
+            server_url: pg_server_url(),
+        }
+    }
 }
 
 impl Drop for PgTestDb {
