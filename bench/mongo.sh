@@ -4,7 +4,7 @@
 #   bench/mongo.sh [--documents N] [--collections N] [--jobs N] [--keep]
 #
 # Runs against DBKEEPER_BENCH_MONGO_URL if set. Otherwise it starts its own SecantusDB Rust
-# server (secantusd-rs, the fast build DESIGN.md asks benchmarks to use) on port
+# server (secantusd-rs, the fast build benchmarks use) on port
 # DBKEEPER_BENCH_MONGO_PORT (58018), with its data under target/bench-secantus, and stops that
 # server (and only it) when done. The binary is taken from $SECANTUSD_RS, then
 # target/services/cargo/bin (what `SECANTUS_SERVER=rs scripts/services.sh start` builds), then

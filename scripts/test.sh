@@ -6,7 +6,7 @@
 # Works on a fresh machine that has only the Rust toolchain: it installs the
 # build prerequisites, starts the real PostgreSQL/MongoDB-compatible services
 # (scripts/services.sh) and runs every test against them. Tests that need a
-# service fail rather than skip when it is unreachable (DESIGN.md), so the
+# service fail rather than skip when it is unreachable (docs/architecture.md), so the
 # services must be up before the first test binary runs.
 #
 # Environment:

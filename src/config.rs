@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub storage: crate::storage::StorageSection,
+    #[serde(default)]
     pub encryption: EncryptionSection,
 }
 

@@ -1,6 +1,6 @@
 //! Verification reports, shared by every engine and by `verify` and `restore`.
 //!
-//! The levels (DESIGN.md "Verification levels"):
+//! The levels (docs/architecture.md, "Verification"):
 //! - **V0** archive: COMMIT present and matching, every member present once with its size and
 //!   SHA-256 ([`crate::archive::reader::VerifiedArchive::check`]);
 //! - **V1** decode: every chunk decompresses, records and content digests re-counted

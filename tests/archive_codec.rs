@@ -245,10 +245,16 @@ async fn archives_stamps_and_created_directories_are_private_whatever_the_umask(
     seed(&pg).await;
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("nightly/pg");
+    // The configured backup directory is created with its parents (an `--output` path must have
+    // an existing parent): both levels must come out private.
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        "[backup]\noutput = \"nightly/pg\"\n",
+    )
+    .unwrap();
     // Under umask 0 everything would be world-writable if dbkeeper relied on the umask.
     let out = under_umask_0(dir.path())
-        .args(["--pg-url", &pg.url, "backup", "--output"])
-        .arg(&out_dir)
+        .args(["--pg-url", &pg.url, "backup"])
         .output()
         .unwrap();
     assert!(

@@ -160,7 +160,7 @@ async fn restore_engine_scopes_to_one_engine_and_list_shows_the_contents() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["codecs"], serde_json::json!(["gzip"]), "{json}");
+    assert_eq!(json["codecs"], serde_json::json!(["zstd"]), "{json}");
     assert_eq!(json["sources"][0]["engine"], "postgres");
     assert_eq!(json["sources"][0]["datasets"][0]["name"], "public.items");
     assert_eq!(json["sources"][0]["datasets"][0]["rows"], 300);

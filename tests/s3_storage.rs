@@ -162,8 +162,8 @@ async fn backup_list_verify_restore_from_a_bucket_for_both_engines() {
         &prefix,
         "--chunk-bytes",
         "65536",
-        "--compression-level",
-        "0",
+        "--compression",
+        "none",
     ]));
     let archive = report["archive"].as_str().unwrap().to_string();
     assert!(
@@ -420,8 +420,8 @@ async fn paused_backup(
             "backup",
             "--output",
             output,
-            "--compression-level",
-            "0",
+            "--compression",
+            "none",
         ])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -596,8 +596,8 @@ async fn a_part_upload_answered_with_503_slowdown_is_retried() {
             "backup",
             "--output",
             &format!("s3://{bucket}/slow/"),
-            "--compression-level",
-            "0",
+            "--compression",
+            "none",
             "--json",
         ])
         .assert()
@@ -637,8 +637,8 @@ async fn the_server_stopping_mid_upload_fails_the_backup_and_leaves_no_archive()
             "backup",
             "--output",
             &prefix,
-            "--compression-level",
-            "0",
+            "--compression",
+            "none",
         ]),
         3,
     );

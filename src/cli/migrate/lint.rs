@@ -71,9 +71,14 @@ pub(super) async fn before_up(ctx: &Context<'_>, to: Option<i64>) -> Result<()> 
     let mut errors = 0;
     for &engine in &ctx.engines {
         let files = ctx.files(engine);
-        let (_, mut migrator) = ctx.open(engine).await?;
-        let history = migrator.read_history().await?;
-        // A plan that cannot be made (drift, dirty) is reported by the run itself.
+        // An engine that cannot be reached, and a plan that cannot be made (drift, dirty), are
+        // reported by the run's own preflight, which says per engine what was (not) applied.
+        let Ok((_, mut migrator)) = ctx.open(engine).await else {
+            continue;
+        };
+        let Ok(history) = migrator.read_history().await else {
+            continue;
+        };
         let Ok(pending) = plan_up(files, &history, to) else {
             continue;
         };
