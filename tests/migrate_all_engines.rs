@@ -7,11 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{dbkeeper, MongoTestDb, PgTestDb};
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{dbkeeper, stderr, MongoTestDb, PgTestDb};
 
 fn stdout_json(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {

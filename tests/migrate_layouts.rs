@@ -5,19 +5,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{dbkeeper, MongoTestDb, PgTestDb};
-
-fn workdir(sub: &str, files: &[(String, String)]) -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join(sub);
-    std::fs::create_dir_all(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    (work, dir)
-}
+use common::{dbkeeper, workdir, MongoTestDb, PgTestDb};
 
 fn migrate_pg(db: &PgTestDb, dir: &Path, args: &[&str]) -> std::process::Output {
     let out = dbkeeper(dir.parent().unwrap())

@@ -3,21 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{dbkeeper, MongoTestDb, PgTestDb};
+use common::{dbkeeper, workdir, MongoTestDb, PgTestDb};
 use serde_json::Value;
-
-/// A work directory holding `sub/` with `files` (and nothing else).
-fn workdir(sub: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join(sub);
-    std::fs::create_dir(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    (work, dir)
-}
 
 fn lint_sql(dir: &Path, json: bool) -> std::process::Output {
     let mut cmd = dbkeeper(dir.parent().unwrap());

@@ -3,20 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{dbkeeper, MongoTestDb, PgTestDb};
+use common::{dbkeeper, workdir, MongoTestDb, PgTestDb};
 use serde_json::Value;
-
-fn workdir(sub: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join(sub);
-    std::fs::create_dir(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    (work, dir)
-}
 
 fn test_pg(db: &PgTestDb, dir: &Path) -> (Option<i32>, Value) {
     let out = dbkeeper(dir.parent().unwrap())

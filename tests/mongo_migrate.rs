@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{dbkeeper, MongoTestDb};
+use common::{dbkeeper, stderr, MongoTestDb};
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use predicates::prelude::*;
@@ -30,10 +30,6 @@ fn stdout_json(output: &std::process::Output) -> serde_json::Value {
             String::from_utf8_lossy(&output.stderr)
         )
     })
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A temp workdir with a `mongo_migrations/` directory holding `files`.

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{dbkeeper, pg_connect, pg_server_url, MongoTestDb, PgTestDb};
+use common::{dbkeeper, pg_connect, pg_server_url, stderr, MongoTestDb, PgTestDb};
 use mongodb::bson::{doc, Document};
 
 async fn seed(pg: &PgTestDb) {
@@ -30,10 +30,6 @@ async fn seed_mongo(mongo: &MongoTestDb) {
         .insert_many(docs)
         .await
         .unwrap();
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A PostgreSQL database name that does not exist yet (dropped again when the test ends).

@@ -228,3 +228,23 @@ pub fn dbkeeper(workdir: &std::path::Path) -> assert_cmd::Command {
     cmd.current_dir(workdir).timeout(Duration::from_secs(300));
     cmd
 }
+
+/// A temporary work directory holding `sub/` (created with its parents) with `files` in it, as
+/// a migration set or a config directory a command runs against.
+pub fn workdir<N: AsRef<str>, T: AsRef<[u8]>>(
+    sub: &str,
+    files: &[(N, T)],
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join(sub);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name.as_ref()), text).unwrap();
+    }
+    (work, dir)
+}
+
+/// A finished command's stderr, for assertion messages.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
