@@ -8,7 +8,7 @@
 #
 # Generates a dataset with SQL (about 500 MB of tables at scale 1), then alternates the tools
 # run by run so both see the same machine load, and reports the median wall time of each, the
-# ratios the design targets (docs: DESIGN.md "Performance"), and peak RSS (/usr/bin/time -v).
+# ratios docs/performance.md targets, and peak RSS (/usr/bin/time -v).
 #
 # What is timed (docs/performance.md explains the choices):
 #   copy_floor      `COPY table TO STDOUT` of every table into /dev/null, JOBS psql at a time
