@@ -112,8 +112,10 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
-    /// An external program (pg_dump, psql) failed or is unusable.
-    #[error("{program}: {message}")]
+    /// An external PostgreSQL client program (pg_dump, psql) failed or is unusable. The
+    /// message names PostgreSQL: a pg_dump that lost its server only says "server closed the
+    /// connection", and the user must learn which engine went away.
+    #[error("{program} (PostgreSQL client): {message}")]
     Tool { program: String, message: String },
 
     #[error("interrupted")]
