@@ -6,8 +6,8 @@
 #
 #   bench/mask.sh [SCALE] [RUNS]        (defaults: SCALE=0.2, RUNS=3)
 #
-# Uses the dataset bench/pg.sh generates (database dbk_bench_src at the same SCALE): run that
-# once first. Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a maintenance
+# Uses the dataset bench/pg.sh generates (database dbk_bench_src at the same SCALE, or the one
+# DBKEEPER_BENCH_SRC names): run that once first. Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a maintenance
 # database; restores into ${DBKEEPER_BENCH_TAG:-dbk_bench}_m1/_m2 and drops them. Builds
 # dbkeeper in release mode. Not a test: compare the ratio from one run, not absolute times.
 set -euo pipefail
@@ -18,7 +18,7 @@ JOBS=${DBKEEPER_BENCH_JOBS:-2}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 URL=${DBKEEPER_BENCH_PG_URL:-${DBKEEPER_TEST_PG_URL:?set DBKEEPER_BENCH_PG_URL or DBKEEPER_TEST_PG_URL}}
 BASE=${URL%/*}
-SRC=dbk_bench_src
+SRC=${DBKEEPER_BENCH_SRC:-dbk_bench_src}
 M1=${DBKEEPER_BENCH_TAG:-dbk_bench}_m1
 M2=${DBKEEPER_BENCH_TAG:-dbk_bench}_m2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dbk-mask-bench.XXXXXX")

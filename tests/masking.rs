@@ -6,13 +6,22 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::{dbkeeper, pg_url_with_db, MongoTestDb, PgTestDb};
 use dbkeeper::archive::reader::VerifiedArchive;
+use dbkeeper::mongo::{restore as mongo_restore, verify as mongo_verify, MongoTarget};
+use dbkeeper::postgres::{restore as pg_restore, verify as pg_verify, PgTarget};
+use dbkeeper::redact::SecretUrl;
+use dbkeeper::verify::Kind;
 use mongodb::bson::{doc, Document};
 use predicates::prelude::*;
 
 const PEOPLE: i64 = 300;
+/// Customers without a phone (every tenth): a `null` rule changes nothing there.
+const NO_PHONE: i64 = PEOPLE / 10;
+const BADGES: i64 = 40;
 const MONGO_PEOPLE: i32 = 50;
 /// Pieces of every original personal value (e-mail domain, names, phone numbers, streets),
 /// chosen so no masked value (hex digits, names from lists, `+99` digits) can contain them.
@@ -33,10 +42,17 @@ async fn seed(pg: &PgTestDb, mongo: &MongoTestDb) {
                   id serial PRIMARY KEY,
                   customer_email text NOT NULL REFERENCES customers (email),
                   total_cents integer NOT NULL);
+              -- Padded and length-limited text, to mask in the form PostgreSQL gives back.
+              CREATE TABLE badges (
+                  id integer PRIMARY KEY,
+                  code character(24) NOT NULL UNIQUE,
+                  label varchar(6));
               INSERT INTO customers (email, full_name, phone, plan)
                   SELECT 'person' || g || '@corp.test', 'Person Number ' || g,
-                         '+44 20 7946 ' || lpad(g::text, 4, '0'), 'gold'
+                         CASE WHEN g % 10 = 0 THEN NULL
+                              ELSE '+44 20 7946 ' || lpad(g::text, 4, '0') END, 'gold'
                   FROM generate_series(1, {PEOPLE}) g;
+              INSERT INTO badges SELECT g, 'B' || g, 'L' || g FROM generate_series(1, {BADGES}) g;
               INSERT INTO orders (customer_email, total_cents)
                   SELECT 'person' || (g % {PEOPLE} + 1) || '@corp.test', g
                   FROM generate_series(1, 3 * {PEOPLE}) g;"
@@ -98,6 +114,10 @@ name = "name"
 "profile.phone" = "null"
 "addresses.street" = "hash"
 "#;
+
+/// Rules for the padded and limited text of `badges` (appended to [`RULES`]).
+const BADGE_RULES: &str = "\n[postgres.\"public.badges\"]\ncode = \"hash\"\n\
+                           label = \"constant:tab\\there, cut\"\n";
 
 /// Writes a key file and a rules file using it (`extra` is appended) into `dir`.
 fn rules_file(dir: &Path, name: &str, key: &str, extra: &str) -> String {
@@ -226,7 +246,12 @@ async fn restore_mask_is_deterministic_across_engines_and_runs_and_keeps_joins()
         .as_str()
         .unwrap()
         .to_string();
-    let rules = rules_file(dir.path(), "rules", "first-key-0123456789abcdef", "");
+    let rules = rules_file(
+        dir.path(),
+        "rules",
+        "first-key-0123456789abcdef",
+        BADGE_RULES,
+    );
 
     let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
     let report = restore(
@@ -250,26 +275,53 @@ async fn restore_mask_is_deterministic_across_engines_and_runs_and_keeps_joins()
         report["mongo"]["documents_failing_validator"], 0,
         "{report}"
     );
+    // --deep compared every table and collection, the masked ones with the masked stream.
+    assert_eq!(report["postgres"]["verify"]["deep"], true, "{report}");
+    assert_eq!(report["mongo"]["verify"]["deep"], true, "{report}");
+    assert!(
+        report["masking"]["content_digests"]
+            .as_str()
+            .unwrap()
+            .contains("masked stream"),
+        "{report}"
+    );
+    // Per column and field, how many values changed (NULLs stay NULL and are not counted).
     let fields = report["masking"]["fields"].as_array().unwrap();
+    let changed: BTreeMap<String, i64> = fields
+        .iter()
+        .map(|f| {
+            (
+                format!(
+                    "{}.{}",
+                    f["dataset"].as_str().unwrap(),
+                    f["field"].as_str().unwrap()
+                ),
+                f["changed"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, i64> = [
+        ("public.customers.email", PEOPLE),
+        ("public.customers.full_name", PEOPLE),
+        ("public.customers.phone", PEOPLE - NO_PHONE),
+        ("public.orders.customer_email", 3 * PEOPLE),
+        ("public.badges.code", BADGES),
+        ("public.badges.label", BADGES),
+        ("users.email", i64::from(MONGO_PEOPLE)),
+        ("users.name", i64::from(MONGO_PEOPLE)),
+        ("users.profile.phone", i64::from(MONGO_PEOPLE)),
+        ("users.addresses.street", 2 * i64::from(MONGO_PEOPLE)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(changed, expected, "{report}");
     let inherited = fields
         .iter()
         .find(|f| f["dataset"] == "public.orders" && f["field"] == "customer_email")
         .unwrap_or_else(|| panic!("the foreign key's rule is not reported: {report}"));
     assert_eq!(inherited["transform"], "email");
     assert_eq!(inherited["inherited_from"], "public.customers.email");
-    assert_eq!(inherited["changed"], 3 * PEOPLE);
-    let street = fields
-        .iter()
-        .find(|f| f["field"] == "addresses.street")
-        .unwrap();
-    assert_eq!(street["changed"], 2 * MONGO_PEOPLE);
-    assert!(
-        report["masking"]["content_digests"]
-            .as_str()
-            .unwrap()
-            .contains("not compared"),
-        "{report}"
-    );
 
     // No original value is left anywhere in the targets.
     assert_no_original(&pg_dump(&pg2), "the restored PostgreSQL database");
@@ -301,6 +353,18 @@ async fn restore_mask_is_deterministic_across_engines_and_runs_and_keeps_joins()
         .unwrap()
         .get(0);
     assert_eq!(bad, 0);
+    // character(24) holds the 20 masked hex digits padded; varchar(6) the constant cut to 6.
+    let badge = client
+        .query_one("SELECT code, label FROM badges WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let (code, label): (String, String) = (badge.get(0), badge.get(1));
+    assert_eq!(code.len(), 24);
+    assert!(
+        code.trim_end().len() == 20 && code.trim_end() != "B1",
+        "{code:?}"
+    );
+    assert_eq!(label, "tab\the");
 
     // The same person's e-mail masks the same way in both engines.
     let (pg_emails, mongo_emails) = masked_emails(&pg2, &mongo2).await;
@@ -479,6 +543,36 @@ async fn bad_rules_and_unruled_personal_columns_are_refused_before_anything_is_t
             2,
             vec!["scramble"],
         ),
+        (
+            write(
+                "nocolumn.toml",
+                &format!("{RULES}\n[postgres.\"public.orders\"]\nshipping = \"hash\"\n"),
+            ),
+            2,
+            vec!["public.orders", "shipping", "no such column"],
+        ),
+        (
+            write(
+                "wrongtype.toml",
+                &format!("{RULES}\n[postgres.\"public.orders\"]\ntotal_cents = \"email\"\n"),
+            ),
+            2,
+            vec!["public.orders.total_cents", "email cannot mask this type"],
+        ),
+        (
+            write("broken.toml", "[postgres.\"public.customers\"\nemail = 1\n"),
+            2,
+            vec!["broken.toml", "not a valid masking rules file"],
+        ),
+        (
+            {
+                let path = dir.path().join("nokey.toml");
+                std::fs::write(&path, format!("key_file = \"absent.key\"\n{RULES}")).unwrap();
+                path.display().to_string()
+            },
+            2,
+            vec!["nokey.toml", "absent.key"],
+        ),
     ];
     for (rules, code, expected) in cases {
         let assert = dbkeeper(dir.path())
@@ -522,4 +616,155 @@ async fn bad_rules_and_unruled_personal_columns_are_refused_before_anything_is_t
         .code(4)
         .stderr(predicate::str::contains("public.customers.phone"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
+}
+
+/// Restores the archive with these masks through the library (as `restore --mask` does), so the
+/// masks' digests of what they streamed stay at hand for a later comparison.
+async fn restore_masked(
+    archive: &Arc<VerifiedArchive>,
+    masks: (
+        &Arc<dbkeeper::mask::PgMask>,
+        &Arc<dbkeeper::mask::MongoMask>,
+    ),
+    targets: (&PgTarget, &MongoTarget),
+) {
+    let pg_options = pg_restore::RestoreOptions {
+        jobs: 2,
+        existing: pg_restore::ExistingTarget::Refuse,
+        keep_owner: false,
+        keep_privileges: false,
+        overwrite_source: false,
+        selection: Default::default(),
+        schema_only: false,
+        mask: Some(masks.0.clone()),
+    };
+    pg_restore::preflight(archive, targets.0, &pg_options)
+        .await
+        .unwrap();
+    pg_restore::restore(archive.clone(), targets.0, &pg_options)
+        .await
+        .unwrap();
+    let mongo_options = mongo_restore::RestoreOptions {
+        jobs: 2,
+        mask: Some(masks.1.clone()),
+        ..Default::default()
+    };
+    mongo_restore::restore_database(archive, targets.1, &mongo_options)
+        .await
+        .unwrap();
+}
+
+/// Deep V2 of both targets, content compared with the masks' streams (or, without masks, with
+/// the archive's digests of the originals). Returns the content mismatches' objects.
+async fn deep_content_mismatches(
+    archive: &Arc<VerifiedArchive>,
+    masks: Option<(
+        &Arc<dbkeeper::mask::PgMask>,
+        &Arc<dbkeeper::mask::MongoMask>,
+    )>,
+    targets: (&PgTarget, &MongoTarget),
+) -> Vec<String> {
+    let pg = pg_verify::verify_target(
+        archive,
+        targets.0,
+        pg_verify::VerifyOptions {
+            jobs: 2,
+            deep: true,
+            masked: masks.map(|m| m.0.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mongo = mongo_verify::verify_target(
+        archive,
+        targets.1,
+        &mongo_verify::VerifyOptions {
+            jobs: 2,
+            deep: true,
+            masked: masks.map(|m| m.1.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut found = Vec::new();
+    for mismatch in pg.mismatches.iter().chain(&mongo.mismatches) {
+        assert_eq!(mismatch.kind, Kind::Content, "{mismatch:?}");
+        if masks.is_some() {
+            assert!(mismatch.message.contains("masked"), "{}", mismatch.message);
+        }
+        found.push(mismatch.object.clone());
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn deep_after_a_masked_restore_compares_the_masked_stream_and_sees_a_changed_target() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = backup(dir.path(), &pg, &mongo, &[])["archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let archive = Arc::new(VerifiedArchive::open(&dir.path().join(name)).unwrap());
+    let rules = rules_file(
+        dir.path(),
+        "rules",
+        "deep-key-0123456789abcdef",
+        BADGE_RULES,
+    );
+    let rules = dbkeeper::mask::Rules::load(Path::new(&rules)).unwrap();
+    let pg_mask = Arc::new(dbkeeper::postgres::mask_schema::plan(&archive, &rules).unwrap());
+    let mongo_mask = Arc::new(dbkeeper::mongo::mask_schema::plan(&archive, &rules).unwrap());
+    let masks = (&pg_mask, &mongo_mask);
+
+    let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
+    let timeout = Duration::from_secs(10);
+    let pg_target = PgTarget::new(&SecretUrl::new(&pg2.url), timeout).unwrap();
+    let mongo_target = MongoTarget::new(&SecretUrl::new(&mongo2.url), &mongo2.name, timeout);
+    let targets = (&pg_target, &mongo_target);
+    restore_masked(&archive, masks, targets).await;
+
+    // Just restored: every table and collection matches, the masked ones their masked stream.
+    assert_eq!(
+        deep_content_mismatches(&archive, Some(masks), targets).await,
+        Vec::<String>::new()
+    );
+    // The masked stream's digests are not the archive's: compared with those, exactly the
+    // masked tables and collections differ.
+    let pg_db = &pg2.name;
+    assert_eq!(
+        deep_content_mismatches(&archive, None, targets).await,
+        [
+            format!("{}.users", mongo2.name),
+            "public.badges".to_string(),
+            "public.customers".to_string(),
+            "public.orders".to_string(),
+        ],
+        "{pg_db}"
+    );
+
+    // A value changed after the restore, in a column and a field no rule touches: found.
+    pg2.client()
+        .await
+        .batch_execute("UPDATE customers SET plan = 'silver' WHERE id = 7")
+        .await
+        .unwrap();
+    mongo2
+        .db()
+        .await
+        .collection::<Document>("users")
+        .update_one(doc! { "n": 7 }, doc! { "$set": { "plan": "silver" } })
+        .await
+        .unwrap();
+    assert_eq!(
+        deep_content_mismatches(&archive, Some(masks), targets).await,
+        [
+            format!("{}.users", mongo2.name),
+            "public.customers".to_string()
+        ]
+    );
 }

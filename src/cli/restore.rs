@@ -56,7 +56,8 @@ struct Report {
 struct MaskReport {
     rules_file: String,
     fields: Vec<MaskedField>,
-    /// Why `--deep` compared no content digests: the archive's digests are of the originals.
+    /// What `--deep` compared masked tables and collections with: the digests of the masked
+    /// rows and documents this restore streamed into them (the archive's are of the originals).
     content_digests: &'static str,
 }
 
@@ -92,13 +93,16 @@ impl Masks {
         })
     }
 
-    fn report(&self) -> MaskReport {
+    fn report(&self, deep: bool) -> MaskReport {
         let mut fields = self.pg.as_ref().map(|m| m.applied()).unwrap_or_default();
         fields.extend(self.mongo.as_ref().map(|m| m.applied()).unwrap_or_default());
         MaskReport {
             rules_file: self.rules_file.clone(),
             fields,
-            content_digests: "not compared: the archive's digests are of the unmasked values",
+            content_digests: match deep {
+                true => "compared with the digests of the masked stream this restore wrote",
+                false => "not compared (--deep compares them with the masked stream)",
+            },
         }
     }
 }
@@ -291,9 +295,11 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
     if !args.no_verify {
         let options = TargetOptions {
             jobs,
-            // Masked rows cannot match the digests of the originals; counts, sequences,
-            // indexes and validators still verify.
-            deep: args.deep && masks.is_none(),
+            // Masked tables and collections are compared with the digests of what the masks
+            // wrote into them, not with the archive's digests of the originals.
+            deep: args.deep,
+            masked_pg: masks.as_ref().and_then(|m| m.pg.clone()),
+            masked_mongo: masks.as_ref().and_then(|m| m.mongo.clone()),
             renames,
             keep_owner: args.keep_owner,
             keep_privileges: args.keep_privileges,
@@ -321,7 +327,9 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             verify: mongo_verify,
         }),
         not_restored,
-        masking: masks.as_ref().map(Masks::report),
+        masking: masks
+            .as_ref()
+            .map(|m| m.report(args.deep && !args.no_verify && !args.schema_only)),
         archive_masking: manifest.masking.clone(),
     };
     let checks: Vec<&TargetCheck> = [
@@ -427,6 +435,7 @@ fn print_human(report: &Report) {
         );
         if let Some(check) = verify {
             print_mismatches(&check.mismatches);
+            check.warnings.iter().for_each(|w| println!("  note: {w}"));
         }
     }
     if let Some(MongoReport { restore: m, verify }) = &report.mongo {
@@ -446,6 +455,7 @@ fn print_human(report: &Report) {
         );
         if let Some(check) = verify {
             print_mismatches(&check.mismatches);
+            check.warnings.iter().for_each(|w| println!("  note: {w}"));
         }
     }
     for engine in &report.not_restored {

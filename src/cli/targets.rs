@@ -47,6 +47,10 @@ pub struct TargetOptions {
     pub selection: Selection,
     /// After `restore --schema-only`: definitions only.
     pub schema_only: bool,
+    /// After `restore --mask`: the masks rows and documents went through, whose digests the
+    /// masked tables and collections are compared with.
+    pub masked_pg: Option<std::sync::Arc<dbkeeper::mask::PgMask>>,
+    pub masked_mongo: Option<std::sync::Arc<dbkeeper::mask::MongoMask>>,
 }
 
 /// V2 on the given targets, PostgreSQL first, shown as the `compare` phase (a deep comparison
@@ -79,6 +83,7 @@ async fn compare_targets(
             privileges: options.keep_privileges,
             selection: options.selection.clone(),
             schema_only: options.schema_only,
+            masked: options.masked_pg.clone(),
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -90,6 +95,7 @@ async fn compare_targets(
             renames: options.renames.clone(),
             selection: options.selection.clone(),
             schema_only: options.schema_only,
+            masked: options.masked_mongo.clone(),
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

@@ -82,6 +82,8 @@ pub async fn run(
             keep_privileges: false,
             selection: Default::default(),
             schema_only: false,
+            masked_pg: None,
+            masked_mongo: None,
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);

@@ -4,18 +4,26 @@
 //! `\N` for NULL, with COPY's backslash escapes. Only the ruled columns are decoded, transformed
 //! and encoded again; every other byte is copied through, and a table without rules is never
 //! looked at. NULL stays NULL under every transform.
+//!
+//! Every masked field is written in the form PostgreSQL's own `COPY ... TO` gives back
+//! (`character(n)` padded, control characters escaped), so the digest of the lines streamed
+//! into a table ([`TableMask::streamed_digest`]) is what `--deep` reads back from it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::key::MaskKey;
 use super::transform::{mask_text, mask_uuid, Transform};
+use crate::archive::digest::ContentDigest;
 
 /// What a column holds, as far as masking cares (read from its PostgreSQL type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// `text`, `character varying(n)`, `character(n)`, `citext`: masked text is cut to `n`.
+    /// `text`, `character varying(n)`, `character(n)`, `citext`: masked text is cut to `n`,
+    /// and for `character(n)` (`padded`) filled up to `n` with spaces, as PostgreSQL stores it.
     Text {
         max_chars: Option<usize>,
+        padded: bool,
     },
     /// `smallint`, `integer`, `bigint`.
     Integer {
@@ -42,10 +50,19 @@ impl ColumnKind {
         };
         let unqualified = base.rsplit('.').next().unwrap_or(base);
         match unqualified {
-            "text" | "citext" | "name" => ColumnKind::Text { max_chars: None },
-            "character varying" | "varchar" | "character" | "char" | "bpchar" => {
-                ColumnKind::Text { max_chars: length }
-            }
+            "text" | "citext" | "name" => ColumnKind::Text {
+                max_chars: None,
+                padded: false,
+            },
+            "character varying" | "varchar" => ColumnKind::Text {
+                max_chars: length,
+                padded: false,
+            },
+            // `character` without a length is `character(1)`.
+            "character" | "char" | "bpchar" => ColumnKind::Text {
+                max_chars: Some(length.unwrap_or(1)),
+                padded: true,
+            },
             "smallint" | "int2" => ColumnKind::Integer { bits: 16 },
             "integer" | "int" | "int4" => ColumnKind::Integer { bits: 32 },
             "bigint" | "int8" => ColumnKind::Integer { bits: 64 },
@@ -84,17 +101,42 @@ pub struct TableMask {
     key: MaskKey,
     /// Sorted by `index`, `keep` rules left out.
     columns: Vec<ColumnMask>,
+    /// The digest of every masked line so far (over all chunks and threads).
+    streamed: Mutex<ContentDigest>,
 }
 
 impl TableMask {
     pub fn new(key: MaskKey, mut columns: Vec<ColumnMask>) -> TableMask {
         columns.retain(|c| c.transform.masks());
         columns.sort_by_key(|c| c.index);
-        TableMask { key, columns }
+        TableMask {
+            key,
+            columns,
+            streamed: Mutex::new(ContentDigest::new()),
+        }
     }
 
     pub fn columns(&self) -> &[ColumnMask] {
         &self.columns
+    }
+
+    /// The content digest of every line this mask produced, hashed as the archive hashes rows:
+    /// after a restore, what the table holds.
+    pub fn streamed_digest(&self) -> ContentDigest {
+        *self.streamed.lock().expect("streamed digest")
+    }
+
+    /// The columns whose masked value PostgreSQL may store in another text form than the one
+    /// written (a `constant:` on a non-text column: `1.50` for numeric `1.5`, `t` for `true`):
+    /// reading such a table back does not give [`Self::streamed_digest`] byte for byte.
+    pub fn reformatted_columns(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|c| {
+                matches!(c.transform, Transform::Constant(_)) && c.kind == ColumnKind::Other
+            })
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     /// Whether any column changes at all.
@@ -105,10 +147,18 @@ impl TableMask {
     /// The chunk with every ruled column masked. An error names the line and column (never the
     /// value).
     pub fn mask_chunk(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        self.mask_chunk_digested(data).map(|(out, _)| out)
+    }
+
+    /// [`Self::mask_chunk`], with the digest of the masked lines (added to
+    /// [`Self::streamed_digest`] too).
+    pub fn mask_chunk_digested(&self, data: &[u8]) -> Result<(Vec<u8>, ContentDigest), String> {
         let mut out = Vec::with_capacity(data.len() + data.len() / 4);
         let mut changed = vec![0u64; self.columns.len()];
+        let mut digest = ContentDigest::new();
         for (line_number, line) in data.split_inclusive(|&b| b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line_start = out.len();
             let mut rules = self.columns.iter().enumerate().peekable();
             for (index, field) in line.split(|&b| b == b'\t').enumerate() {
                 if index > 0 {
@@ -132,12 +182,17 @@ impl TableMask {
                     }
                 }
             }
+            digest.add(&out[line_start..]);
             out.push(b'\n');
         }
         for (column, n) in self.columns.iter().zip(changed) {
             column.changed.fetch_add(n, Ordering::Relaxed);
         }
-        Ok(out)
+        self.streamed
+            .lock()
+            .expect("streamed digest")
+            .merge(&digest);
+        Ok((out, digest))
     }
 
     fn mask_field(
@@ -153,6 +208,9 @@ impl TableMask {
         match (&column.transform, column.kind) {
             (Transform::Keep, _) => out.extend_from_slice(field),
             (Transform::Null, _) => out.extend_from_slice(b"\\N"),
+            (Transform::Constant(text), ColumnKind::Text { max_chars, padded }) => {
+                escape_into(fit(text.clone(), max_chars, padded).as_bytes(), out)
+            }
             (Transform::Constant(text), _) => escape_into(text.as_bytes(), out),
             (Transform::Hash, ColumnKind::Integer { bits }) => {
                 let value: i64 = std::str::from_utf8(field)
@@ -164,20 +222,33 @@ impl TableMask {
             (Transform::Hash, ColumnKind::Uuid) => {
                 out.extend_from_slice(mask_uuid(&self.key, field).as_bytes())
             }
-            (transform, ColumnKind::Text { max_chars }) => {
+            (transform, ColumnKind::Text { max_chars, padded }) => {
                 let value = unescape(field);
-                let mut masked =
+                let masked =
                     mask_text(&self.key, transform, &value).ok_or("transform has no text form")?;
-                let cut = max_chars.and_then(|n| masked.char_indices().nth(n).map(|(i, _)| i));
-                if let Some(cut) = cut {
-                    masked.truncate(cut);
-                }
-                escape_into(masked.as_bytes(), out);
+                escape_into(fit(masked, max_chars, padded).as_bytes(), out);
             }
             (transform, kind) => return Err(format!("{transform} cannot mask a {kind:?} value")),
         }
         Ok(())
     }
+}
+
+/// `text` cut to `max_chars` characters and, for `character(n)`, padded with spaces to `n`, as
+/// PostgreSQL would store it.
+fn fit(mut text: String, max_chars: Option<usize>, padded: bool) -> String {
+    let Some(n) = max_chars else {
+        return text;
+    };
+    match text.char_indices().nth(n) {
+        Some((cut, _)) => text.truncate(cut),
+        None if padded => {
+            let missing = n - text.chars().count();
+            text.extend(std::iter::repeat_n(' ', missing));
+        }
+        None => {}
+    }
+    text
 }
 
 /// A COPY text field's value (`\N` is handled by the caller).
@@ -235,7 +306,7 @@ pub fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Appends `value` escaped as a COPY text field.
+/// Appends `value` escaped as a COPY text field, exactly as `COPY ... TO` escapes it.
 pub fn escape_into(value: &[u8], out: &mut Vec<u8>) {
     for &b in value {
         match b {
@@ -243,6 +314,9 @@ pub fn escape_into(value: &[u8], out: &mut Vec<u8>) {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
+            8 => out.extend_from_slice(b"\\b"),
+            11 => out.extend_from_slice(b"\\v"),
+            12 => out.extend_from_slice(b"\\f"),
             _ => out.push(b),
         }
     }
@@ -284,7 +358,10 @@ mod tests {
                     "email",
                     1,
                     Transform::Email,
-                    ColumnKind::Text { max_chars: None },
+                    ColumnKind::Text {
+                        max_chars: None,
+                        padded: false,
+                    },
                 ),
                 column("id", 0, Transform::Hash, ColumnKind::Integer { bits: 32 }),
                 column(
@@ -327,7 +404,10 @@ mod tests {
                 "code",
                 0,
                 Transform::Hash,
-                ColumnKind::Text { max_chars: Some(8) },
+                ColumnKind::Text {
+                    max_chars: Some(8),
+                    padded: false,
+                },
             )],
         );
         assert_eq!(mask.mask_chunk(b"abc\n").unwrap().len(), 9);
@@ -346,16 +426,84 @@ mod tests {
     }
 
     #[test]
+    fn streamed_digest_is_of_the_masked_lines_as_postgres_gives_them_back() {
+        let mask = TableMask::new(
+            key(),
+            vec![
+                column(
+                    "code",
+                    1,
+                    Transform::Hash,
+                    ColumnKind::Text {
+                        max_chars: Some(24),
+                        padded: true,
+                    },
+                ),
+                column(
+                    "note",
+                    2,
+                    Transform::Constant("a\u{8}b\u{c}".into()),
+                    ColumnKind::Text {
+                        max_chars: None,
+                        padded: false,
+                    },
+                ),
+            ],
+        );
+        let first = mask.mask_chunk(b"1\tabc\tx\n2\tdef\ty\n").unwrap();
+        let second = mask.mask_chunk(b"3\tghi\tz\n").unwrap();
+        let text = String::from_utf8([first, second].concat()).unwrap();
+        let mut expected = ContentDigest::new();
+        let mut original = ContentDigest::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            // character(24): the 20 hex digits padded to 24, as COPY TO gives them back.
+            assert_eq!(fields[1].len(), 24, "{line}");
+            assert!(fields[1].ends_with("    "), "{line}");
+            assert_eq!(fields[2], "a\\bb\\f");
+            expected.add(line.as_bytes());
+        }
+        for line in ["1\tabc\tx", "2\tdef\ty", "3\tghi\tz"] {
+            original.add(line.as_bytes());
+        }
+        assert_eq!(mask.streamed_digest(), expected);
+        assert_eq!(mask.streamed_digest().count(), 3);
+        assert_ne!(mask.streamed_digest(), original);
+        assert!(mask.reformatted_columns().is_empty());
+        let numeric = TableMask::new(
+            key(),
+            vec![column(
+                "amount",
+                0,
+                Transform::Constant("1.5".into()),
+                ColumnKind::Other,
+            )],
+        );
+        assert_eq!(numeric.reformatted_columns(), ["amount"]);
+    }
+
+    #[test]
     fn kinds_come_from_pg_types() {
         assert_eq!(
             ColumnKind::from_pg_type("character varying(40)"),
             ColumnKind::Text {
-                max_chars: Some(40)
+                max_chars: Some(40),
+                padded: false
+            }
+        );
+        assert_eq!(
+            ColumnKind::from_pg_type("character(12)"),
+            ColumnKind::Text {
+                max_chars: Some(12),
+                padded: true
             }
         );
         assert_eq!(
             ColumnKind::from_pg_type("public.citext"),
-            ColumnKind::Text { max_chars: None }
+            ColumnKind::Text {
+                max_chars: None,
+                padded: false
+            }
         );
         assert_eq!(
             ColumnKind::from_pg_type("bigint"),

@@ -7,11 +7,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use mongodb::bson::{Bson, Document, RawBsonRef, RawDocument};
 
 use super::key::MaskKey;
 use super::transform::{mask_text, Transform};
+use crate::archive::digest::ContentDigest;
 
 /// One ruled field path of a collection.
 #[derive(Debug)]
@@ -29,12 +31,24 @@ pub struct CollectionMask {
     key: MaskKey,
     /// `keep` rules left out.
     fields: Vec<FieldMask>,
+    /// The digest of every masked document so far (over all chunks and threads).
+    streamed: Mutex<ContentDigest>,
 }
 
 impl CollectionMask {
     pub fn new(key: MaskKey, mut fields: Vec<FieldMask>) -> CollectionMask {
         fields.retain(|f| f.transform.masks());
-        CollectionMask { key, fields }
+        CollectionMask {
+            key,
+            fields,
+            streamed: Mutex::new(ContentDigest::new()),
+        }
+    }
+
+    /// The content digest of every document this mask produced (raw BSON, as the archive hashes
+    /// documents): after a restore, what the collection holds.
+    pub fn streamed_digest(&self) -> ContentDigest {
+        *self.streamed.lock().expect("streamed digest")
     }
 
     pub fn fields(&self) -> &[FieldMask] {
@@ -48,8 +62,15 @@ impl CollectionMask {
     /// The chunk (concatenated documents) with every ruled path masked. An error names the
     /// document by position (never a value).
     pub fn mask_chunk(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        self.mask_chunk_digested(data).map(|(out, _)| out)
+    }
+
+    /// [`Self::mask_chunk`], with the digest of the masked documents (added to
+    /// [`Self::streamed_digest`] too).
+    pub fn mask_chunk_digested(&self, data: &[u8]) -> Result<(Vec<u8>, ContentDigest), String> {
         let mut out = Vec::with_capacity(data.len() + data.len() / 4);
         let mut changed = vec![0u64; self.fields.len()];
+        let mut digest = ContentDigest::new();
         let mut rest = data;
         let mut number = 0usize;
         while !rest.is_empty() {
@@ -70,6 +91,7 @@ impl CollectionMask {
             });
             if !touched {
                 out.extend_from_slice(raw.as_bytes());
+                digest.add(raw.as_bytes());
                 continue;
             }
             let mut document = Document::try_from(raw)
@@ -78,14 +100,20 @@ impl CollectionMask {
                 let path: Vec<&str> = field.path.split('.').collect();
                 changed[slot] += self.mask_path(&mut document, &path, &field.transform);
             }
+            let start = out.len();
             document
                 .to_writer(&mut out)
                 .map_err(|e| format!("document {number} cannot be written back: {e}"))?;
+            digest.add(&out[start..]);
         }
         for (field, n) in self.fields.iter().zip(changed) {
             field.changed.fetch_add(n, Ordering::Relaxed);
         }
-        Ok(out)
+        self.streamed
+            .lock()
+            .expect("streamed digest")
+            .merge(&digest);
+        Ok((out, digest))
     }
 
     /// Masks `path` inside `document`; returns how many values changed.
@@ -227,6 +255,22 @@ mod tests {
             .map(|f| f.changed.load(Ordering::Relaxed))
             .collect();
         assert_eq!(counts, [1, 1, 2, 1]);
+        // The streamed digest is of the documents as written: the masked one, the untouched one.
+        let written = mask.mask_chunk(&chunk(&input)).unwrap();
+        let mut expected = ContentDigest::new();
+        for d in read(&written) {
+            let mut bytes = Vec::new();
+            d.to_writer(&mut bytes).unwrap();
+            expected.add(&bytes);
+        }
+        let mut twice = expected;
+        twice.merge(&expected);
+        assert_eq!(mask.streamed_digest(), twice);
+        let mut original = ContentDigest::new();
+        input
+            .iter()
+            .for_each(|d| original.add(&chunk(&[d.clone()])));
+        assert_ne!(expected, original);
     }
 }
 

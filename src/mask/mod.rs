@@ -38,9 +38,11 @@ pub enum ChunkMask<'a> {
 
 /// Masks a decoded chunk (COPY text or raw BSON, by the mask's kind). The chunk keeps the
 /// digest of what the archive holds, which is what restore checks its reading against; the
-/// row count does not change. `what` names the archive member for errors.
+/// row count does not change. The digest of the masked records goes to the mask's streamed
+/// digest, which `restore --mask --deep` compares the target with. `what` names the archive
+/// member for errors.
 pub fn mask_chunk(mask: ChunkMask<'_>, chunk: DecodedChunk, what: &str) -> Result<DecodedChunk> {
-    let masked = mask_records(mask, &chunk.data, what)?;
+    let (masked, _) = mask_records(mask, &chunk.data, what)?;
     Ok(DecodedChunk {
         data: masked,
         digest: chunk.digest,
@@ -50,12 +52,7 @@ pub fn mask_chunk(mask: ChunkMask<'_>, chunk: DecodedChunk, what: &str) -> Resul
 /// Masks a chunk a dump is about to compress (`backup --mask`): the archive then holds, and
 /// its digests describe, the masked records only.
 pub fn mask_raw_chunk(mask: ChunkMask<'_>, chunk: RawChunk, what: &str) -> Result<RawChunk> {
-    let data = mask_records(mask, &chunk.data, what)?;
-    let mut digest = ContentDigest::new();
-    chunk
-        .format
-        .for_each_record(&data, |record| digest.add(record))
-        .map_err(|message| Error::bad_input(what, message))?;
+    let (data, digest) = mask_records(mask, &chunk.data, what)?;
     Ok(RawChunk {
         format: chunk.format,
         data,
@@ -63,10 +60,11 @@ pub fn mask_raw_chunk(mask: ChunkMask<'_>, chunk: RawChunk, what: &str) -> Resul
     })
 }
 
-fn mask_records(mask: ChunkMask<'_>, data: &[u8], what: &str) -> Result<Vec<u8>> {
+/// The masked records and their digest (hashed as the archive hashes records).
+fn mask_records(mask: ChunkMask<'_>, data: &[u8], what: &str) -> Result<(Vec<u8>, ContentDigest)> {
     match mask {
-        ChunkMask::Table(table) => table.mask_chunk(data),
-        ChunkMask::Collection(collection) => collection.mask_chunk(data),
+        ChunkMask::Table(table) => table.mask_chunk_digested(data),
+        ChunkMask::Collection(collection) => collection.mask_chunk_digested(data),
     }
     .map_err(|message| Error::bad_input(what, format!("cannot mask it: {message}")))
 }

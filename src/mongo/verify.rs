@@ -10,6 +10,10 @@
 //!   and `pipeline`, ...), compared as BSON bytes so types and key order count;
 //! - indexes: every `listIndexes` spec by name (missing, unexpected, different).
 //!
+//! After `restore --mask`, a masked collection's documents are compared with the digest of the
+//! masked documents the restore streamed into it
+//! ([`crate::mask::document::CollectionMask::streamed_digest`]).
+//!
 //! Collections the archive does not have are not reported: a restore may legitimately go into a
 //! database that holds other collections.
 
@@ -48,6 +52,9 @@ pub struct VerifyOptions {
     pub selection: Selection,
     /// After `restore --schema-only`: definitions and indexes only, no document counts.
     pub schema_only: bool,
+    /// After `restore --mask`: the masks the restore streamed documents through (by archived
+    /// collection name); a masked collection's content is compared with what they produced.
+    pub masked: Option<Arc<crate::mask::MongoMask>>,
 }
 
 /// Compares `target`'s database with the archive's MongoDB dump. Errors only when the server
@@ -93,6 +100,7 @@ pub async fn verify_target(
     for _ in 0..workers {
         let (db, queue, deep, target) = (db.clone(), queue.clone(), options.deep, target.clone());
         let documents = !options.schema_only;
+        let masked = options.masked.clone();
         set.spawn(async move {
             let mut part = TargetCheck::new(Engine::Mongo, target.describe(), deep);
             loop {
@@ -100,7 +108,12 @@ pub async fn verify_target(
                 let Some((item, info)) = next else {
                     return Ok::<_, Error>(part);
                 };
-                check_one(&mut part, &db, &item, info.as_ref(), deep, documents).await?;
+                let contents = Contents {
+                    deep,
+                    documents,
+                    masked: masked.as_deref(),
+                };
+                check_one(&mut part, &db, &item, info.as_ref(), contents).await?;
             }
         });
     }
@@ -115,15 +128,29 @@ pub async fn verify_target(
     Ok(check)
 }
 
+/// What to compare of a collection's documents.
+#[derive(Clone, Copy)]
+struct Contents<'a> {
+    /// Content digests rather than counts.
+    deep: bool,
+    /// Documents at all (not after a schema-only restore).
+    documents: bool,
+    masked: Option<&'a crate::mask::MongoMask>,
+}
+
 /// Every check of one archived collection or view.
 async fn check_one(
     check: &mut TargetCheck,
     db: &Database,
     item: &Planned,
     info: Option<&Document>,
-    deep: bool,
-    documents: bool,
+    contents: Contents<'_>,
 ) -> Result<()> {
+    let Contents {
+        deep,
+        documents,
+        masked,
+    } = contents;
     let name = format!("{}.{}", db.name(), item.target_name);
     let archived = &item.definition;
     let Some(info) = info else {
@@ -171,15 +198,31 @@ async fn check_one(
         check.compare(Kind::Count, &name, dataset.rows, digest.count(), |e, f| {
             format!("collection {name} has {f} documents, the archive has {e}")
         });
-        check.compare(
-            Kind::Content,
-            &name,
-            dataset.digest.clone(),
-            digest.to_hex(),
-            |_, _| {
-                format!("collection {name}: the content of its documents differs from the archive")
-            },
-        );
+        match masked.and_then(|m| m.collection(&dataset.name)) {
+            None => check.compare(
+                Kind::Content,
+                &name,
+                dataset.digest.clone(),
+                digest.to_hex(),
+                |_, _| {
+                    format!(
+                        "collection {name}: the content of its documents differs from the archive"
+                    )
+                },
+            ),
+            Some(mask) => check.compare(
+                Kind::Content,
+                &name,
+                mask.streamed_digest().to_hex(),
+                digest.to_hex(),
+                |_, _| {
+                    format!(
+                        "collection {name}: the content of its documents differs from the masked \
+                         documents the restore wrote into it"
+                    )
+                },
+            ),
+        }
     } else {
         let count = db
             .collection::<Document>(&item.target_name)
