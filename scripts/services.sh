@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Bring up the real services dbkeeper's tests run against: a private
 # PostgreSQL cluster, a second one with TLS (pgtls), a MongoDB-compatible
-# server (SecantusDB), an S3 API server (moto) and a second moto that checks
-# credentials and permissions (s3auth), all on loopback, all private to this
-# checkout.
+# server (SecantusDB), an S3 API server (moto), a second moto that checks
+# credentials and permissions (s3auth) and Azure's blob emulator (azurite), all
+# on loopback, all private to this checkout.
 #
-#   scripts/services.sh start  [pg] [pgtls] [mongo] [s3] [s3auth]   start (idempotent), print exports
-#   scripts/services.sh stop   [pg] [pgtls] [mongo] [s3] [s3auth]   stop what this script started
-#   scripts/services.sh env                                         print eval-able exports
-#   scripts/services.sh status [pg] [pgtls] [mongo] [s3] [s3auth]   report; exit 0 only if all up
+#   scripts/services.sh start  [SERVICE...]   start (idempotent), print exports
+#   scripts/services.sh stop   [SERVICE...]   stop what this script started
+#   scripts/services.sh env                   print eval-able exports
+#   scripts/services.sh status [SERVICE...]   report; exit 0 only if all up
+#
+# SERVICE is pg, pgtls, mongo, s3, s3auth or azurite; none means all of them.
 #
 # Typical use:  eval "$(scripts/services.sh start)"
 # Only the export lines go to stdout; progress and errors go to stderr, so the
@@ -24,8 +26,9 @@
 #   DBKEEPER_TEST_S3_ENDPOINT  use this S3 API endpoint instead of moto_server
 #   DBKEEPER_SERVICES_PG_PORT / DBKEEPER_SERVICES_PG_TLS_PORT /
 #   DBKEEPER_SERVICES_MONGO_PORT / DBKEEPER_SERVICES_S3_PORT /
-#   DBKEEPER_SERVICES_S3_AUTH_PORT
-#                            override the ports (55432 / 55433 / 57017 / 59000 / 59001),
+#   DBKEEPER_SERVICES_S3_AUTH_PORT / DBKEEPER_SERVICES_AZURITE_PORT
+#                            override the ports (55432 / 55433 / 57017 / 59000 /
+#                            59001 / 59002),
 #                            e.g. to run two checkouts side by side
 set -euo pipefail
 
@@ -63,6 +66,16 @@ S3_AUTH_BUCKET=dbkeeper-auth
 S3_AUTH_LOG="$SERVICES_DIR/moto-auth.log"
 S3_AUTH_PID="$SERVICES_DIR/moto-auth.pid"
 S3_AUTH_KEYS="$SERVICES_DIR/moto-auth.keys"
+
+# Azure's blob storage emulator from npm, in memory, with its well-known development account
+# (devstoreaccount1); the script creates one container for the tests.
+AZURITE_VERSION=3.35.0
+AZURITE_PORT=${DBKEEPER_SERVICES_AZURITE_PORT:-59002}
+AZURITE_URL_LOCAL="http://127.0.0.1:$AZURITE_PORT"
+AZURITE_CONTAINER=dbkeeper
+AZURITE_DIR="$SERVICES_DIR/azurite"
+AZURITE_LOG="$SERVICES_DIR/azurite.log"
+AZURITE_PID="$SERVICES_DIR/azurite.pid"
 
 SECANTUS_PY_VERSION=0.7.0b3
 SECANTUS_RS_VERSION=0.5.3-beta.193
@@ -138,6 +151,9 @@ print_env() {
         printf 'export DBKEEPER_TEST_S3_AUTH_ALLOWED=%q\n' "$allowed"
         printf 'export DBKEEPER_TEST_S3_AUTH_DENIED=%q\n' "$denied"
     fi
+    # Azure's emulator (object_store reads AZURITE_BLOB_STORAGE_URL when told to use it).
+    printf 'export DBKEEPER_TEST_AZURITE_URL=%q\n' "$AZURITE_URL_LOCAL"
+    printf 'export DBKEEPER_TEST_AZURITE_CONTAINER=%q\n' "$AZURITE_CONTAINER"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -849,6 +865,101 @@ s3auth_status() {
     fi
 }
 
+# ---------------------------------------------------------------- Azure blob emulator (azurite)
+
+azurite_pid() {
+    local pid
+    pid=$(cat "$AZURITE_PID" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *azurite* ]] || return 1
+    echo "$pid"
+}
+
+ensure_azurite() {
+    local npm_log="$SERVICES_DIR/azurite-npm.log"
+    if [[ -x $AZURITE_DIR/node_modules/.bin/azurite-blob ]] &&
+        [[ $("$AZURITE_DIR/node_modules/.bin/azurite-blob" --version 2>/dev/null) == "$AZURITE_VERSION" ]]; then
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    log "Azurite: npm install azurite@$AZURITE_VERSION (log: $npm_log)"
+    mkdir -p "$AZURITE_DIR"
+    if ! npm install --prefix "$AZURITE_DIR" --no-audit --no-fund "azurite@$AZURITE_VERSION" >>"$npm_log" 2>&1; then
+        die_with_log "azurite install (npm)" "$npm_log"
+    fi
+}
+
+# Creates the test container with a SharedKey-signed request (Azurite checks signatures), using
+# the emulator's published development account key. A container already there is fine.
+azurite_create_container() {
+    python3 - "$AZURITE_URL_LOCAL" "$AZURITE_CONTAINER" <<'PY'
+import base64, hashlib, hmac, sys, urllib.error, urllib.request
+from email.utils import formatdate
+endpoint, container = sys.argv[1], sys.argv[2]
+account = "devstoreaccount1"
+key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+date, version, ctype = formatdate(usegmt=True), "2021-08-06", "application/octet-stream"
+to_sign = ("PUT\n" + "\n" * 4 + ctype + "\n" * 7 + f"x-ms-date:{date}\nx-ms-version:{version}\n"
+           + f"/{account}/{account}/{container}\nrestype:container")
+sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request(
+    f"{endpoint}/{account}/{container}?restype=container", data=b"", method="PUT",
+    headers={"Content-Type": ctype, "x-ms-date": date, "x-ms-version": version,
+             "Authorization": f"SharedKey {account}:{sig}"})
+try:
+    urllib.request.urlopen(req).read()
+except urllib.error.HTTPError as e:
+    if e.code != 409:
+        raise
+PY
+}
+
+azurite_start() {
+    mkdir -p "$SERVICES_DIR"
+    local pid
+    if pid=$(azurite_pid); then
+        log "Azurite: already running (pid $pid)"
+        return 0
+    fi
+    port_open "$AZURITE_PORT" && die "Azurite: port $AZURITE_PORT is taken by another program; set DBKEEPER_SERVICES_AZURITE_PORT"
+    ensure_azurite
+    log "Azurite: starting azurite-blob on 127.0.0.1:$AZURITE_PORT (log: $AZURITE_LOG)"
+    nohup "$AZURITE_DIR/node_modules/.bin/azurite-blob" --inMemoryPersistence --disableTelemetry \
+        --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --skipApiVersionCheck \
+        </dev/null >>"$AZURITE_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$AZURITE_PID"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while ! port_open "$AZURITE_PORT"; do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$AZURITE_PID"; die_with_log "Azurite (exited early)" "$AZURITE_LOG"; }
+        ((SECONDS < deadline)) || die_with_log "Azurite (no answer on port $AZURITE_PORT)" "$AZURITE_LOG"
+        sleep 0.2
+    done
+    azurite_create_container >>"$AZURITE_LOG" 2>&1 || die_with_log "Azurite (creating the container)" "$AZURITE_LOG"
+    log "Azurite: ready on port $AZURITE_PORT (pid $pid)"
+}
+
+azurite_stop() {
+    local pid
+    if pid=$(azurite_pid); then
+        log "Azurite: stopping (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+    else
+        log "Azurite: not running"
+    fi
+    rm -f "$AZURITE_PID"
+}
+
+azurite_status() {
+    local pid
+    if pid=$(azurite_pid) && port_open "$AZURITE_PORT"; then
+        echo "azurite: running on 127.0.0.1:$AZURITE_PORT (pid $pid, log $AZURITE_LOG)"
+    else
+        echo "azurite: not running"
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------- interop tools
 
 # The tests read archives with stock tools the way a user would: Debian's `age`
@@ -867,7 +978,7 @@ ensure_interop_tools() {
 # ---------------------------------------------------------------- main
 
 usage() {
-    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -876,10 +987,10 @@ action=$1
 shift
 services=("$@")
 if ((${#services[@]} == 0)); then
-    services=(pg pgtls mongo s3 s3auth)
+    services=(pg pgtls mongo s3 s3auth azurite)
 fi
 for svc in "${services[@]}"; do
-    [[ $svc == pg || $svc == pgtls || $svc == mongo || $svc == s3 || $svc == s3auth ]] || usage
+    case $svc in pg | pgtls | mongo | s3 | s3auth | azurite) ;; *) usage ;; esac
 done
 
 case $action in
