@@ -63,7 +63,7 @@ ensure_rust_components() {
 DBKEEPER_STARTED_SERVICES=()
 services_start_tracked() {
     local svc env_out
-    for svc in pg pgtls mongo s3; do
+    for svc in pg pgtls mongo s3 s3auth azurite; do
         if ! "$DBKEEPER_SERVICES" status "$svc" >/dev/null 2>&1; then
             DBKEEPER_STARTED_SERVICES+=("$svc")
         fi
@@ -71,7 +71,9 @@ services_start_tracked() {
     env_out=$("$DBKEEPER_SERVICES" start)
     eval "$env_out"
     export DBKEEPER_TEST_PG_URL DBKEEPER_TEST_MONGO_URL DBKEEPER_TEST_PG_TLS_URL DBKEEPER_TEST_PG_TLS_CERTS \
-        DBKEEPER_TEST_S3_ENDPOINT
+        DBKEEPER_TEST_S3_ENDPOINT DBKEEPER_TEST_S3_AUTH_ENDPOINT DBKEEPER_TEST_S3_AUTH_BUCKET \
+        DBKEEPER_TEST_S3_AUTH_ALLOWED DBKEEPER_TEST_S3_AUTH_DENIED \
+        DBKEEPER_TEST_AZURITE_URL DBKEEPER_TEST_AZURITE_CONTAINER
 }
 
 # Meant for an EXIT trap. DBKEEPER_KEEP_SERVICES=1 keeps them for the next

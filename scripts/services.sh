@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Bring up the real services dbkeeper's tests run against: a private
 # PostgreSQL cluster, a second one with TLS (pgtls), a MongoDB-compatible
-# server (SecantusDB) and an S3 API server (moto), all on loopback, all
-# private to this checkout.
+# server (SecantusDB), an S3 API server (moto), a second moto that checks
+# credentials and permissions (s3auth) and Azure's blob emulator (azurite), all
+# on loopback, all private to this checkout.
 #
-#   scripts/services.sh start  [pg] [pgtls] [mongo] [s3]   start (idempotent), print exports
-#   scripts/services.sh stop   [pg] [pgtls] [mongo] [s3]   stop what this script started
-#   scripts/services.sh env                                print eval-able exports
-#   scripts/services.sh status [pg] [pgtls] [mongo] [s3]   report; exit 0 only if all up
+#   scripts/services.sh start  [SERVICE...]   start (idempotent), print exports
+#   scripts/services.sh stop   [SERVICE...]   stop what this script started
+#   scripts/services.sh env                   print eval-able exports
+#   scripts/services.sh status [SERVICE...]   report; exit 0 only if all up
+#
+# SERVICE is pg, pgtls, mongo, s3, s3auth or azurite; none means all of them.
 #
 # Typical use:  eval "$(scripts/services.sh start)"
 # Only the export lines go to stdout; progress and errors go to stderr, so the
@@ -22,8 +25,10 @@
 #   SECANTUS_SERVER=rs       use the (faster, built from source) Rust server
 #   DBKEEPER_TEST_S3_ENDPOINT  use this S3 API endpoint instead of moto_server
 #   DBKEEPER_SERVICES_PG_PORT / DBKEEPER_SERVICES_PG_TLS_PORT /
-#   DBKEEPER_SERVICES_MONGO_PORT / DBKEEPER_SERVICES_S3_PORT
-#                            override the ports (55432 / 55433 / 57017 / 59000),
+#   DBKEEPER_SERVICES_MONGO_PORT / DBKEEPER_SERVICES_S3_PORT /
+#   DBKEEPER_SERVICES_S3_AUTH_PORT / DBKEEPER_SERVICES_AZURITE_PORT
+#                            override the ports (55432 / 55433 / 57017 / 59000 /
+#                            59001 / 59002),
 #                            e.g. to run two checkouts side by side
 set -euo pipefail
 
@@ -50,6 +55,27 @@ MOTO_VERSION=5.2.5
 MOTO_VENV="$SERVICES_DIR/moto-venv"
 MOTO_LOG="$SERVICES_DIR/moto.log"
 MOTO_PID="$SERVICES_DIR/moto.pid"
+
+# The credential-checking S3 server: the same moto with IAM enforced (every request's SigV4
+# signature is checked against IAM users, and their policies decide what is allowed). It is
+# set up while still open (a bucket, a user allowed s3:* and a user allowed nothing), then
+# closed; the keys of both users go to $S3_AUTH_KEYS for `env` to export.
+S3_AUTH_PORT=${DBKEEPER_SERVICES_S3_AUTH_PORT:-59001}
+S3_AUTH_ENDPOINT_LOCAL="http://127.0.0.1:$S3_AUTH_PORT"
+S3_AUTH_BUCKET=dbkeeper-auth
+S3_AUTH_LOG="$SERVICES_DIR/moto-auth.log"
+S3_AUTH_PID="$SERVICES_DIR/moto-auth.pid"
+S3_AUTH_KEYS="$SERVICES_DIR/moto-auth.keys"
+
+# Azure's blob storage emulator from npm, in memory, with its well-known development account
+# (devstoreaccount1); the script creates one container for the tests.
+AZURITE_VERSION=3.35.0
+AZURITE_PORT=${DBKEEPER_SERVICES_AZURITE_PORT:-59002}
+AZURITE_URL_LOCAL="http://127.0.0.1:$AZURITE_PORT"
+AZURITE_CONTAINER=dbkeeper
+AZURITE_DIR="$SERVICES_DIR/azurite"
+AZURITE_LOG="$SERVICES_DIR/azurite.log"
+AZURITE_PID="$SERVICES_DIR/azurite.pid"
 
 SECANTUS_PY_VERSION=0.7.0b3
 SECANTUS_RS_VERSION=0.5.3-beta.193
@@ -115,6 +141,19 @@ print_env() {
     printf 'export DBKEEPER_TEST_PG_TLS_URL=%q\n' "${DBKEEPER_TEST_PG_TLS_URL:-$PG_TLS_URL_LOCAL}"
     printf 'export DBKEEPER_TEST_PG_TLS_CERTS=%q\n' "${DBKEEPER_TEST_PG_TLS_CERTS:-$PGTLS_CERTS}"
     printf 'export DBKEEPER_TEST_S3_ENDPOINT=%q\n' "${DBKEEPER_TEST_S3_ENDPOINT:-$S3_ENDPOINT_LOCAL}"
+    # The credential-checking server: endpoint, its bucket, and ACCESS_KEY_ID:SECRET of a
+    # user allowed everything and of one allowed nothing (dummy keys of a test server).
+    printf 'export DBKEEPER_TEST_S3_AUTH_ENDPOINT=%q\n' "$S3_AUTH_ENDPOINT_LOCAL"
+    printf 'export DBKEEPER_TEST_S3_AUTH_BUCKET=%q\n' "$S3_AUTH_BUCKET"
+    if [[ -r $S3_AUTH_KEYS ]]; then
+        local allowed denied
+        { read -r allowed && read -r denied; } <"$S3_AUTH_KEYS" || true
+        printf 'export DBKEEPER_TEST_S3_AUTH_ALLOWED=%q\n' "$allowed"
+        printf 'export DBKEEPER_TEST_S3_AUTH_DENIED=%q\n' "$denied"
+    fi
+    # Azure's emulator (object_store reads AZURITE_BLOB_STORAGE_URL when told to use it).
+    printf 'export DBKEEPER_TEST_AZURITE_URL=%q\n' "$AZURITE_URL_LOCAL"
+    printf 'export DBKEEPER_TEST_AZURITE_CONTAINER=%q\n' "$AZURITE_CONTAINER"
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -742,6 +781,185 @@ s3_status() {
     fi
 }
 
+# ---------------------------------------------------------------- S3 with IAM (moto)
+
+s3auth_pid() {
+    local pid
+    pid=$(cat "$S3_AUTH_PID" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *moto_server* ]] || return 1
+    echo "$pid"
+}
+
+# Creates the bucket and the two users while the server still accepts anything, then makes
+# it check every later request (moto's /moto-api/reset-auth with 0 free requests).
+s3auth_setup() {
+    "$MOTO_VENV/bin/python" - "$S3_AUTH_ENDPOINT_LOCAL" "$S3_AUTH_BUCKET" "$S3_AUTH_KEYS" <<'PY'
+import json, os, sys, urllib.request
+import boto3
+endpoint, bucket, keys_file = sys.argv[1:4]
+kw = dict(endpoint_url=endpoint, region_name="us-east-1",
+          aws_access_key_id="setup", aws_secret_access_key="setup")
+boto3.client("s3", **kw).create_bucket(Bucket=bucket)
+iam = boto3.client("iam", **kw)
+lines = []
+for user, actions in (("dbkeeper-allowed", ["s3:*"]), ("dbkeeper-denied", None)):
+    iam.create_user(UserName=user)
+    if actions:
+        policy = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+        iam.put_user_policy(UserName=user, PolicyName="all-s3",
+                            PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    lines.append(f"{key['AccessKeyId']}:{key['SecretAccessKey']}")
+fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, ("\n".join(lines) + "\n").encode())
+os.close(fd)
+urllib.request.urlopen(urllib.request.Request(
+    endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
+    headers={"Content-Type": "text/plain"})).read()
+PY
+}
+
+s3auth_start() {
+    mkdir -p "$SERVICES_DIR"
+    local pid
+    if pid=$(s3auth_pid); then
+        log "S3 auth: moto_server already running (pid $pid)"
+        return 0
+    fi
+    port_open "$S3_AUTH_PORT" && die "S3 auth: port $S3_AUTH_PORT is taken by another program; set DBKEEPER_SERVICES_S3_AUTH_PORT"
+    ensure_moto
+    log "S3 auth: starting moto_server with IAM checks on 127.0.0.1:$S3_AUTH_PORT (log: $S3_AUTH_LOG)"
+    nohup "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_AUTH_PORT" </dev/null >>"$S3_AUTH_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$S3_AUTH_PID"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while ! port_open "$S3_AUTH_PORT"; do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$S3_AUTH_PID"; die_with_log "S3 auth (moto_server, exited early)" "$S3_AUTH_LOG"; }
+        ((SECONDS < deadline)) || die_with_log "S3 auth (moto_server, no answer on port $S3_AUTH_PORT)" "$S3_AUTH_LOG"
+        sleep 0.2
+    done
+    s3auth_setup >>"$S3_AUTH_LOG" 2>&1 || die_with_log "S3 auth (setting up users)" "$S3_AUTH_LOG"
+    log "S3 auth: ready on port $S3_AUTH_PORT (pid $pid)"
+}
+
+s3auth_stop() {
+    local pid
+    if pid=$(s3auth_pid); then
+        log "S3 auth: stopping moto_server (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+    else
+        log "S3 auth: not running"
+    fi
+    rm -f "$S3_AUTH_PID" "$S3_AUTH_KEYS"
+}
+
+s3auth_status() {
+    local pid
+    if pid=$(s3auth_pid) && port_open "$S3_AUTH_PORT"; then
+        echo "s3auth: moto_server with IAM checks running on 127.0.0.1:$S3_AUTH_PORT (pid $pid, log $S3_AUTH_LOG)"
+    else
+        echo "s3auth: not running"
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- Azure blob emulator (azurite)
+
+azurite_pid() {
+    local pid
+    pid=$(cat "$AZURITE_PID" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *azurite* ]] || return 1
+    echo "$pid"
+}
+
+ensure_azurite() {
+    local npm_log="$SERVICES_DIR/azurite-npm.log"
+    if [[ -x $AZURITE_DIR/node_modules/.bin/azurite-blob ]] &&
+        [[ $("$AZURITE_DIR/node_modules/.bin/azurite-blob" --version 2>/dev/null) == "$AZURITE_VERSION" ]]; then
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    log "Azurite: npm install azurite@$AZURITE_VERSION (log: $npm_log)"
+    mkdir -p "$AZURITE_DIR"
+    if ! npm install --prefix "$AZURITE_DIR" --no-audit --no-fund "azurite@$AZURITE_VERSION" >>"$npm_log" 2>&1; then
+        die_with_log "azurite install (npm)" "$npm_log"
+    fi
+}
+
+# Creates the test container with a SharedKey-signed request (Azurite checks signatures), using
+# the emulator's published development account key. A container already there is fine.
+azurite_create_container() {
+    python3 - "$AZURITE_URL_LOCAL" "$AZURITE_CONTAINER" <<'PY'
+import base64, hashlib, hmac, sys, urllib.error, urllib.request
+from email.utils import formatdate
+endpoint, container = sys.argv[1], sys.argv[2]
+account = "devstoreaccount1"
+key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+date, version, ctype = formatdate(usegmt=True), "2021-08-06", "application/octet-stream"
+to_sign = ("PUT\n" + "\n" * 4 + ctype + "\n" * 7 + f"x-ms-date:{date}\nx-ms-version:{version}\n"
+           + f"/{account}/{account}/{container}\nrestype:container")
+sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request(
+    f"{endpoint}/{account}/{container}?restype=container", data=b"", method="PUT",
+    headers={"Content-Type": ctype, "x-ms-date": date, "x-ms-version": version,
+             "Authorization": f"SharedKey {account}:{sig}"})
+try:
+    urllib.request.urlopen(req).read()
+except urllib.error.HTTPError as e:
+    if e.code != 409:
+        raise
+PY
+}
+
+azurite_start() {
+    mkdir -p "$SERVICES_DIR"
+    local pid
+    if pid=$(azurite_pid); then
+        log "Azurite: already running (pid $pid)"
+        return 0
+    fi
+    port_open "$AZURITE_PORT" && die "Azurite: port $AZURITE_PORT is taken by another program; set DBKEEPER_SERVICES_AZURITE_PORT"
+    ensure_azurite
+    log "Azurite: starting azurite-blob on 127.0.0.1:$AZURITE_PORT (log: $AZURITE_LOG)"
+    nohup "$AZURITE_DIR/node_modules/.bin/azurite-blob" --inMemoryPersistence --disableTelemetry \
+        --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --skipApiVersionCheck \
+        </dev/null >>"$AZURITE_LOG" 2>&1 &
+    pid=$!
+    echo "$pid" >"$AZURITE_PID"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while ! port_open "$AZURITE_PORT"; do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$AZURITE_PID"; die_with_log "Azurite (exited early)" "$AZURITE_LOG"; }
+        ((SECONDS < deadline)) || die_with_log "Azurite (no answer on port $AZURITE_PORT)" "$AZURITE_LOG"
+        sleep 0.2
+    done
+    azurite_create_container >>"$AZURITE_LOG" 2>&1 || die_with_log "Azurite (creating the container)" "$AZURITE_LOG"
+    log "Azurite: ready on port $AZURITE_PORT (pid $pid)"
+}
+
+azurite_stop() {
+    local pid
+    if pid=$(azurite_pid); then
+        log "Azurite: stopping (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+    else
+        log "Azurite: not running"
+    fi
+    rm -f "$AZURITE_PID"
+}
+
+azurite_status() {
+    local pid
+    if pid=$(azurite_pid) && port_open "$AZURITE_PORT"; then
+        echo "azurite: running on 127.0.0.1:$AZURITE_PORT (pid $pid, log $AZURITE_LOG)"
+    else
+        echo "azurite: not running"
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------- interop tools
 
 # The tests read archives with stock tools the way a user would: Debian's `age`
@@ -760,7 +978,7 @@ ensure_interop_tools() {
 # ---------------------------------------------------------------- main
 
 usage() {
-    sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -769,10 +987,10 @@ action=$1
 shift
 services=("$@")
 if ((${#services[@]} == 0)); then
-    services=(pg pgtls mongo s3)
+    services=(pg pgtls mongo s3 s3auth azurite)
 fi
 for svc in "${services[@]}"; do
-    [[ $svc == pg || $svc == pgtls || $svc == mongo || $svc == s3 ]] || usage
+    case $svc in pg | pgtls | mongo | s3 | s3auth | azurite) ;; *) usage ;; esac
 done
 
 case $action in
