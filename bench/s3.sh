@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Object storage benchmark: backup to a bucket vs to a local directory, and restore from each,
 # in one run (alternating, so both see the same machine load). Reports median wall times, the
-# bucket/local ratios (target: <= 1.15) and peak RSS of each phase (target for the bucket
-# backup: under 150 MiB at default settings).
+# bucket/local ratios (target: <= 1.15), peak RSS of each phase (target for the bucket
+# backup: under 150 MiB at default settings) and how many bytes a restore from the bucket
+# downloads relative to the archive's size (dbkeeper reports its transfers at -v).
 #
 #   bench/s3.sh [ROWS] [RUNS]        (defaults: ROWS=1000000, RUNS=3)
 #
@@ -68,10 +69,15 @@ for ((run = 1; run <= RUNS; run++)); do
     timed backup_bucket "$BIN" --json --pg-url "$(db_url "${TAG}_src")" backup --output "s3://$BUCKET/run$run/"
     bucket_archive=$(sed -n 's/.*"archive": "\(s3:[^"]*\)".*/\1/p' "$WORK/out")
     timed restore_local "$BIN" --pg-url "$(db_url "${TAG}_r")" restore "$local_archive" --mode replace
-    timed restore_bucket "$BIN" --pg-url "$(db_url "${TAG}_r")" restore "$bucket_archive" --mode replace
+    timed restore_bucket "$BIN" -v --pg-url "$(db_url "${TAG}_r")" restore "$bucket_archive" --mode replace
+    sed -n 's/.*downloaded \([0-9]*\) bytes of .*/\1/p' "$WORK/err" |
+        awk '{ s += $1 } END { print s + 0 }' >>"$WORK/downloaded"
 done
 
-printf '\narchive: %s bytes\n' "$(stat -c %s "$local_archive")"
+archive_bytes=$(stat -c %s "$local_archive")
+printf '\narchive: %s bytes\n' "$archive_bytes"
+sort -n "$WORK/downloaded" | awk -v a="$archive_bytes" '{ d[NR] = $1 } END {
+    printf "restore from the bucket downloaded: %d bytes (%.2fx the archive)\n", d[int((NR + 1) / 2)], d[int((NR + 1) / 2)] / a }'
 printf '%-16s %10s %12s\n' phase median_s peak_rss_mib
 for phase in backup_local backup_bucket restore_local restore_bucket; do
     awk -v p="$phase" '$1 == p { print $2, $3 }' "$WORK/results" | sort -n |

@@ -88,6 +88,19 @@ fn keys(bucket: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The unfinished multipart uploads in `bucket` (S3's ListMultipartUploads), as their keys.
+fn multipart_uploads(bucket: &str) -> Vec<String> {
+    let (status, body) = s3_request("GET", &format!("/{bucket}?uploads"), b"");
+    assert_eq!(status, 200, "{body}");
+    body.split("<Upload>")
+        .skip(1)
+        .filter_map(|u| {
+            let (_, rest) = u.split_once("<Key>")?;
+            rest.split_once("</Key>").map(|(k, _)| k.to_string())
+        })
+        .collect()
+}
+
 /// dbkeeper with dummy credentials for the test server.
 fn dbk(dir: &Path) -> assert_cmd::Command {
     let mut cmd = dbkeeper(dir);
@@ -175,7 +188,9 @@ async fn backup_list_verify_restore_from_a_bucket_for_both_engines() {
     let archive_key = archive
         .trim_start_matches(&format!("s3://{bucket}/"))
         .to_string();
+    // Only the archive: the upload's marker is gone and no upload is left unfinished.
     assert_eq!(keys(&bucket, "nightly/"), vec![archive_key.clone()]);
+    assert_eq!(multipart_uploads(&bucket), Vec::<String>::new());
 
     let list = stdout_json(dbk(dir.path()).args(["list", &prefix]));
     let archives = list["archives"].as_array().unwrap();
@@ -475,17 +490,39 @@ async fn a_killed_upload_leaves_no_archive_a_racing_backup_is_refused_and_the_ne
         "{stderr}"
     );
 
+    // SIGKILL: no chance to abort the upload or delete its marker.
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!keys(&bucket, "k/").iter().any(|k| k.ends_with(".dbk.tar")));
     let list = stdout_json(dbk(dir.path()).args(["list", &prefix]));
     assert_eq!(list["archives"].as_array().unwrap().len(), 0, "{list}");
+    let abandoned = multipart_uploads(&bucket);
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert!(
+        keys(&bucket, "k/.dbkeeper-uploads/")
+            .iter()
+            .any(|k| k.ends_with(".dbk.tar.json")),
+        "no upload marker"
+    );
 
-    // The dead run's lock is taken over; the next backup succeeds and verifies.
-    let report =
-        stdout_json(dbk(dir.path()).args(["--pg-url", &pg.url, "backup", "--output", &prefix]));
+    // The dead run's lock is taken over and its upload aborted; the next backup succeeds and
+    // verifies, and nothing unfinished is left in the bucket.
+    let out = dbk(dir.path())
+        .args(["--pg-url", &pg.url, "backup", "--output", &prefix, "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("aborted the unfinished upload of") && stderr.contains(&abandoned[0]),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let archive = report["archive"].as_str().unwrap();
     dbk(dir.path()).args(["verify", archive]).assert().success();
+    assert_eq!(multipart_uploads(&bucket), Vec::<String>::new());
+    assert_eq!(keys(&bucket, "k/.dbkeeper-uploads/"), Vec::<String>::new());
 }
 
 /// What the fault-injecting proxy does to part uploads.
@@ -651,11 +688,70 @@ async fn the_server_stopping_mid_upload_fails_the_backup_and_leaves_no_archive()
         .iter()
         .any(|k| k.ends_with(".dbk.tar")));
     // With the server back, the next backup succeeds (the dead run's lock, if any was left,
-    // belongs to a process that is gone).
+    // belongs to a process that is gone) and aborts the upload the failed run could not.
     let report =
         stdout_json(dbk(dir.path()).args(["--pg-url", &pg.url, "backup", "--output", &prefix]));
     dbk(dir.path())
         .args(["verify", report["archive"].as_str().unwrap()])
         .assert()
         .success();
+    assert_eq!(multipart_uploads(&bucket), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_up_backup_first_backs_up_into_the_configured_bucket() {
+    let pg = PgTestDb::create().await;
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE notes (id int PRIMARY KEY, body text);
+             INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 40) g;",
+        )
+        .await
+        .unwrap();
+    let bucket = bucket();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/V1__drop_notes.sql"),
+        "DROP TABLE notes;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        format!("[backup]\noutput = \"s3://{bucket}/pre-migrate/\"\n"),
+    )
+    .unwrap();
+    let report =
+        stdout_json(dbk(dir.path()).args(["--pg-url", &pg.url, "migrate", "up", "--backup-first"]));
+    let archive = report["backup_first"].as_str().unwrap().to_string();
+    assert!(
+        archive.starts_with(&format!("s3://{bucket}/pre-migrate/")),
+        "{report}"
+    );
+    assert_eq!(report["runs"][0]["steps"][0]["version"], 1, "{report}");
+    // Verified before migrating: the stamp is beside the archive in the bucket.
+    let key = archive.trim_start_matches(&format!("s3://{bucket}/"));
+    let stored = keys(&bucket, "pre-migrate/");
+    assert!(stored.contains(&key.to_string()), "{stored:?}");
+    assert!(
+        stored.contains(&format!("{key}.verified.json")),
+        "{stored:?}"
+    );
+    assert!(!dir.path().join("s3:").exists());
+
+    // The migration dropped the table; the archive in the bucket brings it back.
+    let restored = PgTestDb::create().await;
+    dbk(dir.path())
+        .args(["--pg-url", &restored.url, "restore", &archive])
+        .assert()
+        .success();
+    let n: i64 = restored
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 40);
 }

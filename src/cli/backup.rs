@@ -241,9 +241,13 @@ async fn perform_inner(args: BackupArgs, settings: &Settings) -> Result<BackupRe
         }
         // Taking it also proves the bucket exists and the credentials work, before any
         // database is touched.
-        Destination::Object { prefix, .. } => Some(RunLock::Bucket(
-            BucketLock::acquire(prefix, "backup").await?,
-        )),
+        Destination::Object { prefix, .. } => {
+            let lock = BucketLock::acquire(prefix, "backup").await?;
+            // Under the lock no other backup uploads here: a stale upload marker is a killed
+            // run's, whose parts would otherwise cost storage until a lifecycle rule ran.
+            dbkeeper::storage::upload_marker::abort_abandoned(prefix).await?;
+            Some(RunLock::Bucket(lock))
+        }
         Destination::Stdout => None,
     };
 

@@ -19,9 +19,15 @@ use crate::dirlock::{locked_by, LockOwner, LOCK_FILE_NAME};
 use crate::error::{Error, Result};
 
 /// How long a lock lasts without a heartbeat.
-const LEASE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const LEASE: Duration = Duration::from_secs(15 * 60);
 /// How often a live run renews it.
-const HEARTBEAT: Duration = Duration::from_secs(60);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// Whether what a run left in a bucket (its lock, its upload marker) belongs to a run that is
+/// gone: past its expiry, or its process is dead on this host.
+pub(crate) fn is_stale(owner: &LockOwner, expires_at: DateTime<Utc>) -> bool {
+    expires_at < Utc::now() || owner.is_dead()
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LockRecord {
@@ -65,7 +71,7 @@ impl BucketLock {
                 | Err(object_store::Error::Precondition { .. }) => {
                     let held = read(&store, lock.key()).await;
                     match held {
-                        Some(held) if held.expires_at < Utc::now() || held.owner.is_dead() => {
+                        Some(held) if is_stale(&held.owner, held.expires_at) => {
                             tracing::warn!(
                                 "taking over stale lock {} left by {} (pid {} on {}, started {}), which is no longer running",
                                 lock.url(),

@@ -17,6 +17,7 @@ pub mod lock;
 pub mod object;
 pub mod source;
 pub mod upload;
+pub mod upload_marker;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -8,12 +8,14 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
@@ -38,6 +40,9 @@ pub struct ObjectLocation {
     base: String,
     key: ObjectPath,
     store: Arc<dyn ObjectStore>,
+    /// The same client, for multipart uploads addressed by id (so a dead run's upload can be
+    /// aborted by the next one, see [`super::upload`]).
+    multipart: Arc<dyn MultipartStore>,
     pub part_size: u64,
     pub max_parts: u64,
 }
@@ -86,7 +91,7 @@ impl ObjectLocation {
         }
         let raw_key = url.path().trim_matches('/');
         let key = ObjectPath::parse(raw_key).map_err(|e| bad(&e.to_string()))?;
-        let store = build_store(&scheme, &bucket, settings).map_err(|e| {
+        let (store, multipart) = build_store(&scheme, &bucket, settings).map_err(|e| {
             Error::Usage(format!(
                 "{origin}: cannot set up a client for {scheme}://{bucket}: {}",
                 describe(&e)
@@ -96,6 +101,7 @@ impl ObjectLocation {
             base: format!("{scheme}://{bucket}"),
             key,
             store,
+            multipart,
             part_size: settings.part_size_mib.unwrap_or(DEFAULT_PART_SIZE_MIB) << 20,
             max_parts: settings.max_parts.unwrap_or(DEFAULT_MAX_PARTS),
         })
@@ -112,6 +118,10 @@ impl ObjectLocation {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    pub fn multipart(&self) -> &Arc<dyn MultipartStore> {
+        &self.multipart
     }
 
     pub fn key(&self) -> &ObjectPath {
@@ -153,6 +163,7 @@ impl ObjectLocation {
             len: meta.size,
             url: self.url(),
             runtime: tokio::runtime::Handle::current(),
+            downloaded: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -185,6 +196,20 @@ impl ObjectLocation {
             return Error::Usage(format!(
                 "{doing} {url}: the bucket {} does not exist; create it or fix the URL",
                 self.base
+            ));
+        }
+        // object_store reports a refused list request as a generic error: the S3 code says it.
+        let refused = [
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+        ]
+        .iter()
+        .any(|code| text.contains(&format!("<Code>{code}</Code>")));
+        if refused {
+            return Error::Usage(format!(
+                "{doing} {url}: access denied ({text}); check AWS_ACCESS_KEY_ID / \
+                 AWS_SECRET_ACCESS_KEY (or [storage]) and the bucket policy"
             ));
         }
         match e {
@@ -251,11 +276,19 @@ fn retry_config(settings: &StorageSection) -> object_store::RetryConfig {
     }
 }
 
+/// The client for `scheme://bucket`, as an object store and as a multipart store.
+type Clients = (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>);
+
+fn clients<T: ObjectStore + MultipartStore>(store: T) -> Clients {
+    let store = Arc::new(store);
+    (store.clone(), store)
+}
+
 fn build_store(
     scheme: &str,
     bucket: &str,
     settings: &StorageSection,
-) -> object_store::Result<Arc<dyn ObjectStore>> {
+) -> object_store::Result<Clients> {
     // reqwest's rustls takes the process-wide provider: ring, as for PostgreSQL's TLS. A
     // second install (another store, or the driver's) is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -300,16 +333,16 @@ fn build_store(
             if let Some(v) = settings.virtual_hosted_style {
                 b = b.with_virtual_hosted_style_request(v);
             }
-            Arc::new(b.build()?)
+            clients(b.build()?)
         }
-        "gs" => Arc::new(
+        "gs" => clients(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry_config(settings))
                 .with_client_options(client)
                 .build()?,
         ),
-        _ => Arc::new(
+        _ => clients(
             object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_container_name(bucket)
                 .with_retry(retry_config(settings))
@@ -327,6 +360,23 @@ pub struct ObjectSource {
     len: u64,
     url: String,
     runtime: tokio::runtime::Handle,
+    /// Bytes received so far (ranged GETs and the streamed one), reported at `-v`: what a
+    /// restore or verify costs in transfer, relative to the archive's size.
+    downloaded: Arc<AtomicU64>,
+}
+
+impl Drop for ObjectSource {
+    fn drop(&mut self) {
+        let bytes = self.downloaded.load(Ordering::Relaxed);
+        if bytes > 0 {
+            tracing::info!(
+                "downloaded {bytes} bytes of {} ({:.2}x its {} bytes)",
+                self.url,
+                bytes as f64 / self.len.max(1) as f64,
+                self.len
+            );
+        }
+    }
 }
 
 impl ObjectSource {
@@ -362,6 +412,8 @@ impl super::RangedSource for ObjectSource {
             .map_err(|e| {
                 std::io::Error::other(format!("reading {}: {}", self.url, describe(&e)))
             })?;
+        self.downloaded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if bytes.len() != buf.len() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -383,6 +435,7 @@ impl super::RangedSource for ObjectSource {
         let store = self.store.clone();
         let key = self.key.clone();
         let url = self.url.clone();
+        let downloaded = self.downloaded.clone();
         self.runtime.spawn(async move {
             let to_io = |e: object_store::Error| {
                 std::io::Error::other(format!("reading {url}: {}", describe(&e)))
@@ -395,6 +448,9 @@ impl super::RangedSource for ObjectSource {
                 }
             };
             while let Some(item) = stream.next().await {
+                if let Ok(bytes) = &item {
+                    downloaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
                 let failed = item.is_err();
                 if tx.send(item.map_err(to_io)).await.is_err() || failed {
                     return;

@@ -6,14 +6,21 @@
 //! size) and completes the upload in [`MultipartSink::complete`], after COMMIT was written.
 //! Until then the object does not exist under its name. Dropped without `complete` (an error,
 //! Ctrl-C), the upload is aborted; a killed process leaves an incomplete upload that is never
-//! visible as an object and that a bucket lifecycle rule removes (docs/operations.md).
+//! visible as an object, and its marker ([`super::upload_marker`]) lets the next backup to the
+//! prefix abort it (a bucket lifecycle rule is the backstop, docs/operations.md).
 
 use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
 
-use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::{MultipartId, PutPayload};
 use tokio::task::JoinSet;
 
+use super::lock::HEARTBEAT;
 use super::object::{describe, ObjectLocation};
+use super::upload_marker;
+use crate::dirlock::LockOwner;
 use crate::error::{Error, Result};
 
 /// S3's smallest part (all but the last) and largest part.
@@ -63,18 +70,26 @@ impl PartSizes {
 
 /// A [`Write`] that uploads what it is given as the parts of one multipart upload.
 pub struct MultipartSink {
+    location: ObjectLocation,
     url: String,
-    upload: Option<Box<dyn MultipartUpload>>,
+    store: Arc<dyn MultipartStore>,
+    /// `None` once completed or aborted.
+    upload_id: Option<MultipartId>,
+    owner: LockOwner,
+    marker_renewed: Instant,
     runtime: tokio::runtime::Handle,
     sizes: PartSizes,
     parts: u64,
     buffer: Vec<u8>,
-    in_flight: JoinSet<object_store::Result<()>>,
+    in_flight: JoinSet<object_store::Result<(usize, PartId)>>,
+    /// Uploaded parts by index (S3 wants them in order when completing).
+    done: Vec<Option<PartId>>,
     written: u64,
 }
 
 impl MultipartSink {
-    /// Starts a multipart upload of `location`, refusing when an object is already there.
+    /// Starts a multipart upload of `location`, refusing when an object is already there, and
+    /// records it in a marker so that the next run can abort it should this one be killed.
     pub async fn create(location: &ObjectLocation) -> Result<MultipartSink> {
         let sizes = PartSizes::new(location.part_size, location.max_parts)?;
         let url = location.url();
@@ -84,19 +99,29 @@ impl MultipartSink {
                  --output (another backup finished within the same second, so run again)"
             )));
         }
-        let upload = location
-            .store()
-            .put_multipart(location.key())
+        let store = location.multipart().clone();
+        let upload_id = store
+            .create_multipart(location.key())
             .await
             .map_err(|e| location.error("starting the upload of", e, false))?;
+        let owner = LockOwner::me("backup");
+        if let Err(e) = upload_marker::write(location, &upload_id, &owner).await {
+            let _ = store.abort_multipart(location.key(), &upload_id).await;
+            return Err(e);
+        }
         Ok(MultipartSink {
+            location: location.clone(),
             url,
-            upload: Some(upload),
+            store,
+            upload_id: Some(upload_id),
+            owner,
+            marker_renewed: Instant::now(),
             runtime: tokio::runtime::Handle::current(),
             sizes,
             parts: 0,
             buffer: Vec::with_capacity(sizes.size(0) as usize),
             in_flight: JoinSet::new(),
+            done: Vec::new(),
             written: 0,
         })
     }
@@ -118,6 +143,10 @@ impl MultipartSink {
         }
     }
 
+    fn upload_id(&self) -> &MultipartId {
+        self.upload_id.as_ref().expect("writing after complete")
+    }
+
     /// Sends the buffer as the next part, first waiting for room among the parts in flight.
     fn send_part(&mut self) -> std::io::Result<()> {
         while self.in_flight.len() >= MAX_PARTS_IN_FLIGHT {
@@ -126,22 +155,54 @@ impl MultipartSink {
             self.in_flight = set;
             self.check(done)?;
         }
+        self.renew_marker();
+        let index = self.parts as usize;
         self.parts += 1;
         let next = self.sizes.size(self.parts) as usize;
         let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(next));
-        let upload = self.upload.as_mut().expect("writing after complete");
-        let part = upload.put_part(PutPayload::from(data));
+        let (store, key, id) = (
+            self.store.clone(),
+            self.location.key().clone(),
+            self.upload_id().clone(),
+        );
         let _guard = self.runtime.enter();
-        self.in_flight.spawn(part);
+        self.in_flight.spawn(async move {
+            let part = store
+                .put_part(&key, &id, index, PutPayload::from(data))
+                .await?;
+            Ok((index, part))
+        });
         Ok(())
     }
 
+    /// Pushes the marker's expiry forward while the upload runs, so a long backup's upload is
+    /// never taken for an abandoned one.
+    fn renew_marker(&mut self) {
+        if self.marker_renewed.elapsed() < HEARTBEAT {
+            return;
+        }
+        self.marker_renewed = Instant::now();
+        let id = self.upload_id().clone();
+        if let Err(e) = self.wait(upload_marker::write(&self.location, &id, &self.owner)) {
+            tracing::warn!("could not renew the upload marker of {}: {e}", self.url);
+        }
+    }
+
     fn check(
-        &self,
-        done: Option<std::result::Result<object_store::Result<()>, tokio::task::JoinError>>,
+        &mut self,
+        done: Option<
+            std::result::Result<object_store::Result<(usize, PartId)>, tokio::task::JoinError>,
+        >,
     ) -> std::io::Result<()> {
         match done {
-            None | Some(Ok(Ok(()))) => Ok(()),
+            None => Ok(()),
+            Some(Ok(Ok((index, part)))) => {
+                if self.done.len() <= index {
+                    self.done.resize(index + 1, None);
+                }
+                self.done[index] = Some(part);
+                Ok(())
+            }
             Some(Ok(Err(e))) => Err(std::io::Error::other(format!(
                 "uploading a part of {}: {}",
                 self.url,
@@ -170,35 +231,48 @@ impl MultipartSink {
         while let Some(done) = self.wait(set.join_next()) {
             self.check(Some(done)).map_err(|e| io(&self.url, e))?;
         }
-        let mut upload = self.upload.take().expect("completed once");
-        let result = self.wait(upload.complete());
+        let parts: Vec<PartId> = std::mem::take(&mut self.done)
+            .into_iter()
+            .map(|p| p.expect("every part uploaded"))
+            .collect();
+        let id = self.upload_id().clone();
+        let result = self.wait(
+            self.store
+                .complete_multipart(self.location.key(), &id, parts),
+        );
         if let Err(e) = result {
-            self.upload = Some(upload);
             return Err(io(
                 &self.url,
                 std::io::Error::other(format!("completing the upload: {}", describe(&e))),
             ));
         }
+        self.upload_id = None;
+        self.wait(upload_marker::remove(&self.location));
         Ok(())
     }
 
-    /// Cancels the upload so no part is kept (best effort: a lifecycle rule catches the rest).
+    /// Cancels the upload so no part is kept, and deletes its marker (best effort: the next
+    /// backup to the prefix, or a lifecycle rule, catches the rest).
     fn abort(&mut self) {
         self.in_flight.abort_all();
-        let Some(mut upload) = self.upload.take() else {
+        let Some(id) = self.upload_id.take() else {
             return;
         };
         let runtime = self.runtime.clone();
-        let url = self.url.clone();
+        let (store, location) = (self.store.clone(), self.location.clone());
         // Drop may run on an async worker, where blocking on the runtime is not allowed: a
         // thread of its own can.
         let _ = std::thread::spawn(move || {
-            if let Err(e) = runtime.block_on(upload.abort()) {
-                tracing::warn!(
-                    "could not abort the unfinished upload of {url}: {}",
-                    describe(&e)
-                );
-            }
+            runtime.block_on(async {
+                match store.abort_multipart(location.key(), &id).await {
+                    Ok(()) => upload_marker::remove(&location).await,
+                    Err(e) => tracing::warn!(
+                        "could not abort the unfinished upload of {}: {}",
+                        location.url(),
+                        describe(&e)
+                    ),
+                }
+            })
         })
         .join();
     }
@@ -224,7 +298,7 @@ impl Write for MultipartSink {
 
 impl Drop for MultipartSink {
     fn drop(&mut self) {
-        if self.upload.is_some() {
+        if self.upload_id.is_some() {
             self.abort();
         }
     }
