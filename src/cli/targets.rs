@@ -47,6 +47,8 @@ pub struct TargetOptions {
     pub selection: Selection,
     /// After `restore --schema-only`: definitions only.
     pub schema_only: bool,
+    /// After `restore --data-only`: rows, documents and sequences only.
+    pub data_only: bool,
 }
 
 /// V2 on the given targets, PostgreSQL first, shown as the `compare` phase (a deep comparison
@@ -79,6 +81,7 @@ async fn compare_targets(
             privileges: options.keep_privileges,
             selection: options.selection.clone(),
             schema_only: options.schema_only,
+            data_only: options.data_only,
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -90,6 +93,7 @@ async fn compare_targets(
             renames: options.renames.clone(),
             selection: options.selection.clone(),
             schema_only: options.schema_only,
+            data_only: options.data_only,
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

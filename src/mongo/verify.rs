@@ -26,6 +26,7 @@ use super::manifest::{load_collections, MongoManifest};
 use super::metadata::{CollectionKind, CollectionMetadata, CollectionSpecs};
 use super::namespace::Rename;
 use super::restore::{plan, selected, Planned};
+use super::restore_mark;
 use super::MongoTarget;
 use crate::archive::reader::VerifiedArchive;
 use crate::archive::selection::Selection;
@@ -48,6 +49,9 @@ pub struct VerifyOptions {
     pub selection: Selection,
     /// After `restore --schema-only`: definitions and indexes only, no document counts.
     pub schema_only: bool,
+    /// After `restore --data-only`: documents only (the target's own collections kept their
+    /// options and indexes; views were not restored).
+    pub data_only: bool,
 }
 
 /// Compares `target`'s database with the archive's MongoDB dump. Errors only when the server
@@ -70,7 +74,10 @@ pub async fn verify_target(
         load_collections(archive, &mongo)?,
         &options.selection,
     );
-    let planned = plan(loaded, &options.renames)?;
+    let mut planned = plan(loaded, &options.renames)?;
+    if options.data_only {
+        planned.retain(|p| p.dataset.is_some());
+    }
     let db = target.database().await?;
     let live: BTreeMap<String, Document> = inspect::list_collections(&db)
         .await?
@@ -80,6 +87,26 @@ pub async fn verify_target(
 
     let mut check = TargetCheck::new(Engine::Mongo, target.describe(), options.deep);
     check.objects = planned.len();
+    // A restore killed before its index builds leaves every document: counts alone would pass,
+    // so the restore's own unfinished marks are checked first.
+    let names: Vec<String> = planned.iter().map(|p| p.target_name.clone()).collect();
+    let marks = restore_mark::unfinished(&db, &names).await?;
+    for (name, mark) in &marks {
+        check.mismatch(
+            Kind::IncompleteRestore,
+            format!("{}.{name}", db.name()),
+            "finished restore",
+            mark.clone(),
+            format!(
+                "a restore into {}.{name} started ({mark}) and never finished; run the restore \
+                 again with --mode replace",
+                db.name()
+            ),
+        );
+    }
+    if marks.is_empty() {
+        check.checked();
+    }
     let queue: VecDeque<(Planned, Option<Document>)> = planned
         .into_iter()
         .map(|p| {
@@ -93,6 +120,7 @@ pub async fn verify_target(
     for _ in 0..workers {
         let (db, queue, deep, target) = (db.clone(), queue.clone(), options.deep, target.clone());
         let documents = !options.schema_only;
+        let definitions = !options.data_only;
         set.spawn(async move {
             let mut part = TargetCheck::new(Engine::Mongo, target.describe(), deep);
             loop {
@@ -100,7 +128,12 @@ pub async fn verify_target(
                 let Some((item, info)) = next else {
                     return Ok::<_, Error>(part);
                 };
-                check_one(&mut part, &db, &item, info.as_ref(), deep, documents).await?;
+                let compare = Compare {
+                    deep,
+                    documents,
+                    definitions,
+                };
+                check_one(&mut part, &db, &item, info.as_ref(), compare).await?;
             }
         });
     }
@@ -115,15 +148,30 @@ pub async fn verify_target(
     Ok(check)
 }
 
+/// What [`check_one`] compares.
+#[derive(Debug, Clone, Copy)]
+struct Compare {
+    /// Content digests instead of counts.
+    deep: bool,
+    /// Documents at all (not after `--schema-only`).
+    documents: bool,
+    /// Options, validators and indexes (not after `--data-only`).
+    definitions: bool,
+}
+
 /// Every check of one archived collection or view.
 async fn check_one(
     check: &mut TargetCheck,
     db: &Database,
     item: &Planned,
     info: Option<&Document>,
-    deep: bool,
-    documents: bool,
+    compare: Compare,
 ) -> Result<()> {
+    let Compare {
+        deep,
+        documents,
+        definitions,
+    } = compare;
     let name = format!("{}.{}", db.name(), item.target_name);
     let archived = &item.definition;
     let Some(info) = info else {
@@ -162,7 +210,9 @@ async fn check_one(
         );
         return Ok(());
     }
-    compare_specs(check, &name, &archived.specs(), &found.specs());
+    if definitions {
+        compare_specs(check, &name, &archived.specs(), &found.specs());
+    }
     let Some(dataset) = item.dataset.as_ref().filter(|_| documents) else {
         return Ok(()); // a view holds no documents; a schema-only restore restored none
     };
