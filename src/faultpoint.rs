@@ -7,7 +7,8 @@
 //! delays: it cannot change what dbkeeper writes or reports.
 //!
 //! Points: `manifest` (backup: every data member written, MANIFEST.json and COMMIT not yet),
-//! `post-data` (PostgreSQL restore: data loaded, indexes and constraints not yet built).
+//! `post-data` (PostgreSQL restore: data loaded, indexes and constraints not yet built),
+//! `mongo-indexes` (MongoDB restore: a collection's documents inserted, its indexes not built).
 
 /// The environment variable naming the point to pause at.
 pub const PAUSE_ENV: &str = "DBKEEPER_TEST_PAUSE_BEFORE";

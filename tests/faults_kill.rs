@@ -7,7 +7,8 @@
 //!   directory lock).
 //! - Restore killed mid-data and before post-data: the target is marked as an unfinished
 //!   restore (never mistaken for a good one), `--mode create` refuses it saying so, and
-//!   `--mode replace` recovers to a verified state.
+//!   `--mode replace` recovers to a verified state. The same for a MongoDB restore killed
+//!   after its documents, before its indexes.
 
 mod common;
 
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dbkeeper, pg_connect, pg_server_url, pg_url_with_db, unique_name, PgTestDb};
+use common::{
+    dbkeeper, pg_connect, pg_server_url, pg_url_with_db, unique_name, MongoTestDb, PgTestDb,
+};
 use predicates::prelude::*;
 
 const ROWS: i64 = 200_000;
@@ -422,6 +425,76 @@ async fn a_killed_restore_is_marked_unfinished_and_replace_recovers() {
             .get(0);
         assert_eq!(indexes, 2, "{label}: primary key and big_v");
     }
+}
+
+/// MongoDB's counterpart of the test above: a restore killed after a collection's documents
+/// and before its index build has every document (counts pass), so only the unfinished-restore
+/// mark tells. `verify` reports it, a plain rerun refuses saying the earlier restore did not
+/// finish, `--mode replace` recovers and removes the mark.
+#[tokio::test]
+async fn a_killed_mongo_restore_is_marked_unfinished_and_replace_recovers() {
+    use mongodb::bson::{doc, Document};
+    let source = MongoTestDb::create().await;
+    let events = source.db().await.collection::<Document>("events");
+    let docs: Vec<Document> = (0..500).map(|i| doc! { "n": i }).collect();
+    events.insert_many(docs).await.unwrap();
+    events
+        .create_index(mongodb::IndexModel::builder().keys(doc! { "n": 1 }).build())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("m.dbk.tar");
+    dbkeeper(dir.path())
+        .args(["--mongo-url", &source.url, "backup", "--output"])
+        .arg(&archive)
+        .assert()
+        .success();
+    let archive_arg = archive.display().to_string();
+
+    let target = MongoTestDb::create().await;
+    let (child, log) = spawn(
+        dir.path(),
+        &["--mongo-url", &target.url, "restore", &archive_arg],
+        &[("DBKEEPER_TEST_PAUSE_BEFORE", "mongo-indexes")],
+    );
+    wait_until("the pause", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("test pause before mongo-indexes")
+    });
+    kill(child);
+    let restored = target.db().await.collection::<Document>("events");
+    assert_eq!(restored.count_documents(doc! {}).await.unwrap(), 500);
+
+    // `verify` says the restore never finished (the missing index alone would not say why)...
+    dbkeeper(dir.path())
+        .args(["verify", &archive_arg, "--mongo-url", &target.url])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("never finished"))
+        .stdout(predicate::str::contains("m.dbk.tar"));
+    // ...a plain restore refuses the half-restored target, saying why...
+    dbkeeper(dir.path())
+        .args(["--mongo-url", &target.url, "restore", &archive_arg])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("did not finish"))
+        .stderr(predicate::str::contains("--mode replace"));
+    // ...and --mode replace recovers: verified, indexes built, no mark left anywhere.
+    dbkeeper(dir.path())
+        .args(["--mongo-url", &target.url, "restore", &archive_arg])
+        .args(["--mode", "replace"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("counts verified"));
+    let names = target.db().await.list_collection_names().await.unwrap();
+    assert_eq!(names, ["events"], "the marks collection is gone");
+    let indexes = restored.list_index_names().await.unwrap();
+    assert!(indexes.contains(&"n_1".to_string()), "{indexes:?}");
+    dbkeeper(dir.path())
+        .args(["verify", &archive_arg, "--mongo-url", &target.url])
+        .assert()
+        .success();
 }
 
 /// Drops a database by name when the test ends (unless it failed).

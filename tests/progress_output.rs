@@ -92,8 +92,15 @@ async fn every_phase_reports_itself_and_each_table_and_collection() {
         .get_output()
         .clone();
     let restore = events(&out.stderr);
-    // After the data bar: the index builds, the constraints, then the comparison.
-    for step in ["indexes", "constraints"] {
+    // Before anything is restored, the archive's check shows (reading every member's
+    // SHA-256); then the schema before the data bar; after it the index builds, the
+    // constraints, then the comparison.
+    assert!(has(&restore, "start", "phase", "check"), "{restore:?}");
+    assert!(
+        has(&restore, "item", "item", "archive out.dbk.tar"),
+        "{restore:?}"
+    );
+    for step in ["schema", "data", "indexes", "constraints"] {
         assert!(has(&restore, "step", "step", step), "{restore:?}");
     }
     assert!(
@@ -115,6 +122,7 @@ async fn every_phase_reports_itself_and_each_table_and_collection() {
         .get_output()
         .clone();
     let verify = events(&out.stderr);
+    assert!(has(&verify, "start", "phase", "check"), "{verify:?}");
     assert!(has(&verify, "start", "phase", "compare"), "{verify:?}");
     assert!(
         verify
@@ -161,15 +169,17 @@ async fn verbose_logs_each_table_and_quiet_prints_nothing_on_success() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let pg2 = PgTestDb::create().await;
+    let (pg2, mongo2) = (PgTestDb::create().await, MongoTestDb::create().await);
     let out = dbkeeper(dir.path())
-        .args(["--pg-url", &pg2.url, "-v", "restore", "v.dbk.tar"])
+        .args(["--pg-url", &pg2.url, "--mongo-url", &mongo2.url])
+        .args(["-v", "restore", "v.dbk.tar"])
         .assert()
         .success()
         .get_output()
         .clone();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("restored table public.items: 300"), "{log}");
+    assert!(log.contains("restored collection events: 2500"), "{log}");
 
     let pg3 = PgTestDb::create().await;
     let out = dbkeeper(dir.path())

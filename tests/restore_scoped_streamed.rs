@@ -429,3 +429,206 @@ async fn restore_include_and_exclude_scope_tables_and_collections() {
     assert!(stderr(&out).contains("nope*"), "{}", stderr(&out));
     assert!(!pg_db_exists(&target).await);
 }
+
+/// `--data-only` (pg_restore's meaning): rows, documents and sequence values into the existing,
+/// empty tables and collections of a schema made beforehand (here by `--schema-only`, in
+/// practice by migrations). Refused before anything is written: a missing database, table or
+/// collection (exit 2, named), tables or collections that hold rows (exit 4, named), and
+/// `--mode replace`. A child table larger than its parent loads first (`--jobs 1`, largest
+/// first), so the load only passes with foreign keys off for it.
+#[tokio::test]
+async fn restore_data_only_loads_into_an_existing_empty_schema_and_refuses_otherwise() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE parent (id serial PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE child (id serial PRIMARY KEY,
+                                 parent_id int NOT NULL REFERENCES parent, body text);
+             INSERT INTO parent (name) SELECT 'p' || g FROM generate_series(1, 10) g;
+             INSERT INTO child (parent_id, body)
+               SELECT 1 + g % 10, repeat('x', 200) FROM generate_series(1, 2000) g;",
+        )
+        .await
+        .unwrap();
+    seed_mongo(&mongo).await;
+    let events = mongo.db().await.collection::<Document>("events");
+    events
+        .create_index(mongodb::IndexModel::builder().keys(doc! { "n": 1 }).build())
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    dbkeeper(work.path())
+        .args(["--pg-url", &pg.url, "--mongo-url", &mongo.url])
+        .args(["backup", "--output", "all.dbk.tar"])
+        .assert()
+        .success();
+    let restore = |pg_url: &str, mongo_url: &str, extra: &[&str]| {
+        let mut cmd = dbkeeper(work.path());
+        if !pg_url.is_empty() {
+            cmd.args(["--pg-url", pg_url]);
+        }
+        if !mongo_url.is_empty() {
+            cmd.args(["--mongo-url", mongo_url]);
+        }
+        cmd.args(["restore", "all.dbk.tar"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // The schema first, as migrations would make it.
+    let (pg_target, mongo_target) = (absent_pg_db().await, MongoTestDb::create().await);
+    let out = restore(&pg_target.url, &mongo_target.url, &["--schema-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = restore(
+        &pg_target.url,
+        &mongo_target.url,
+        &["--data-only", "--jobs", "1", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["postgres"]["database_action"], "existing",
+        "{report}"
+    );
+    assert_eq!(report["postgres"]["rows"], 2010, "{report}");
+    assert_eq!(
+        report["postgres"]["verify"]["mismatches"],
+        serde_json::json!([])
+    );
+    assert_eq!(report["mongo"]["documents"], 50, "{report}");
+    assert_eq!(
+        report["mongo"]["verify"]["mismatches"],
+        serde_json::json!([])
+    );
+    let client = pg_target.client().await;
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM child").await, 2000);
+    assert_eq!(count("SELECT count(*) FROM parent").await, 10);
+    // The sequence continues after the restored rows.
+    assert_eq!(
+        count("SELECT nextval('parent_id_seq')").await,
+        11,
+        "sequence value restored"
+    );
+    let restored = mongo_target.db().await.collection::<Document>("events");
+    assert_eq!(restored.count_documents(doc! {}).await.unwrap(), 50);
+
+    // Again: the tables and collections now hold rows. Refused, nothing loaded twice.
+    let out = restore(&pg_target.url, "", &["--data-only", "--engine", "postgres"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("public.child") && err.contains("hold rows"),
+        "{err}"
+    );
+    assert!(err.contains("TRUNCATE"), "{err}");
+    assert_eq!(count("SELECT count(*) FROM child").await, 2000);
+    let out = restore("", &mongo_target.url, &["--data-only", "--engine", "mongo"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("events"), "{}", stderr(&out));
+    assert_eq!(restored.count_documents(doc! {}).await.unwrap(), 50);
+
+    // No schema: a database with no tables, a database that does not exist, an empty MongoDB
+    // database. Usage errors naming what is missing; nothing is created.
+    let empty = PgTestDb::create().await;
+    let out = restore(&empty.url, "", &["--data-only", "--engine", "postgres"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("table public.parent"),
+        "{}",
+        stderr(&out)
+    );
+    let absent = absent_pg_db().await;
+    let out = restore(&absent.url, "", &["--data-only", "--engine", "postgres"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!pg_db_exists(&absent).await);
+    let bare = MongoTestDb::create().await;
+    let out = restore("", &bare.url, &["--data-only", "--engine", "mongo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lacks"), "{}", stderr(&out));
+    assert!(bare
+        .db()
+        .await
+        .list_collection_names()
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Flags that contradict it.
+    for extra in [["--mode", "replace"], ["--schema-only", "--jobs=1"]] {
+        let mut args = vec!["--data-only"];
+        args.extend(extra);
+        let out = restore(&pg_target.url, "", &args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+    }
+}
+
+/// A truncated or corrupted stream given to `restore - --mode replace` leaves existing targets
+/// exactly as they were: nothing is dropped before the whole stream passed V0.
+#[tokio::test]
+async fn a_damaged_stream_leaves_replaced_targets_as_they_were() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg).await;
+    seed_mongo(&mongo).await;
+    let work = tempfile::tempdir().unwrap();
+    let out = dbkeeper(work.path())
+        .args(["--pg-url", &pg.url, "--mongo-url", &mongo.url])
+        .args(["backup", "--output", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stream = out.stdout;
+
+    // Targets holding other data, which a replace would drop.
+    let (pg_target, mongo_target) = (PgTestDb::create().await, MongoTestDb::create().await);
+    pg_target
+        .client()
+        .await
+        .batch_execute("CREATE TABLE items (keep int); INSERT INTO items VALUES (7);")
+        .await
+        .unwrap();
+    mongo_target
+        .db()
+        .await
+        .collection::<Document>("events")
+        .insert_one(doc! { "keep": 7 })
+        .await
+        .unwrap();
+    let mut corrupted = stream.clone();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    for (label, damaged) in [
+        ("truncated", stream[..stream.len() - 700].to_vec()),
+        ("corrupted", corrupted),
+    ] {
+        let out = dbkeeper(work.path())
+            .args(["--pg-url", &pg_target.url, "--mongo-url", &mongo_target.url])
+            .args(["restore", "-", "--mode", "replace"])
+            .write_stdin(damaged)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{label}: {}", stderr(&out));
+        let kept: i32 = pg_target
+            .client()
+            .await
+            .query_one("SELECT keep FROM items", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kept, 7, "{label}");
+        let events = mongo_target.db().await.collection::<Document>("events");
+        let docs: Vec<Document> =
+            futures::TryStreamExt::try_collect(events.find(doc! {}).await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(docs.len(), 1, "{label}");
+        assert_eq!(docs[0].get_i32("keep").unwrap(), 7, "{label}");
+    }
+}

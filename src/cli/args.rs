@@ -368,6 +368,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub schema_only: bool,
 
+    /// Only rows, documents and sequence values, into the existing, empty tables and
+    /// collections of the target (its schema comes from migrations; as pg_restore --data-only)
+    #[arg(long, conflicts_with = "schema_only")]
+    pub data_only: bool,
+
     /// What to do with an existing, non-empty target
     #[arg(long, value_enum, default_value_t = RestoreMode::Create)]
     pub mode: RestoreMode,

@@ -165,6 +165,7 @@ impl BarState {
     fn message(&self) -> String {
         let counts = self.counts();
         match &self.current {
+            Some(name) if counts.is_empty() => name.clone(),
             Some(name) => format!("{counts} {name}"),
             None => counts,
         }
@@ -177,7 +178,9 @@ impl BarState {
                 None => format!("{} rows", self.records),
             },
             Unit::EstimatedRecords => format!("rows, {}", HumanBytes(self.raw_bytes)),
-            Unit::Unknown => format!("{} rows", self.records),
+            // A phase without chunks (checking the archive, comparing) has no count to show.
+            Unit::Unknown if self.records == 0 && self.raw_bytes == 0 => String::new(),
+            Unit::Unknown => format!("{} rows, {}", self.records, HumanBytes(self.raw_bytes)),
         }
     }
 }
@@ -192,7 +195,7 @@ fn bar_for(unit: Unit, totals: Totals) -> ProgressBar {
             totals.records,
             "{prefix:>8} [{bar:30}] {percent:>3}% {human_pos}/~{human_len} {msg} ({eta})",
         ),
-        Unit::Unknown => (None, "{prefix:>8} {spinner} {bytes} {msg} {elapsed}"),
+        Unit::Unknown => (None, "{prefix:>8} {spinner} {msg} {elapsed}"),
     };
     ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr()).with_style(
         ProgressStyle::with_template(template)

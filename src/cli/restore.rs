@@ -129,6 +129,13 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
     let renames = renames(&args)?;
+    if args.data_only && args.mode == RestoreMode::Replace {
+        return Err(Error::Usage(
+            "--data-only loads into existing, empty tables and never drops anything: drop \
+             --mode replace (empty the tables first if they hold rows)"
+                .into(),
+        ));
+    }
     if args.overwrite_source && args.mode != RestoreMode::Replace {
         return Err(Error::Usage(
             "--overwrite-source only makes sense with --mode replace".into(),
@@ -144,7 +151,16 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             &settings.storage,
         )?),
     };
-    let mut archive = open_archive(location.as_ref()).await?;
+    // Reading every member's SHA-256 (and, from a pipe, the whole stream) takes a while on a
+    // big archive: shown as its own phase.
+    progress::start("check", progress::Totals::default());
+    progress::item(&match &location {
+        Some(location) => format!("archive {}", location.describe()),
+        None => "archive from standard input".to_string(),
+    });
+    let opened = open_archive(location.as_ref()).await;
+    progress::finish();
+    let mut archive = opened?;
     if archive.is_encrypted() {
         let (keys, settings_for_keys) = (args.keys.clone(), settings.clone());
         archive = tokio::task::spawn_blocking(move || {
@@ -247,6 +263,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         overwrite_source: args.overwrite_source,
         selection: selection.clone(),
         schema_only: args.schema_only,
+        data_only: args.data_only,
         mask: masks.as_ref().and_then(|m| m.pg.clone()),
     };
     let mongo_options = mongo_restore::RestoreOptions {
@@ -259,6 +276,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
         overwrite_source: args.overwrite_source,
         selection: selection.clone(),
         schema_only: args.schema_only,
+        data_only: args.data_only,
         mask: masks.as_ref().and_then(|m| m.mongo.clone()),
         ..Default::default()
     };
@@ -305,6 +323,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
             keep_privileges: args.keep_privileges,
             selection,
             schema_only: args.schema_only,
+            data_only: args.data_only,
         };
         for check in
             targets::verify_targets(&archive, pg.as_ref(), mongo.as_ref(), &options).await?

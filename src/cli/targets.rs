@@ -51,6 +51,8 @@ pub struct TargetOptions {
     /// masked tables and collections are compared with.
     pub masked_pg: Option<std::sync::Arc<dbkeeper::mask::PgMask>>,
     pub masked_mongo: Option<std::sync::Arc<dbkeeper::mask::MongoMask>>,
+    /// After `restore --data-only`: rows, documents and sequences only.
+    pub data_only: bool,
 }
 
 /// V2 on the given targets, PostgreSQL first, shown as the `compare` phase (a deep comparison
@@ -84,6 +86,7 @@ async fn compare_targets(
             selection: options.selection.clone(),
             schema_only: options.schema_only,
             masked: options.masked_pg.clone(),
+            data_only: options.data_only,
         };
         checks.push(pg_verify::verify_target(archive, target, pg_options).await?);
     }
@@ -96,6 +99,7 @@ async fn compare_targets(
             selection: options.selection.clone(),
             schema_only: options.schema_only,
             masked: options.masked_mongo.clone(),
+            data_only: options.data_only,
         };
         checks.push(mongo_verify::verify_target(archive, target, &mongo_options).await?);
     }

@@ -84,6 +84,7 @@ pub async fn run(
             schema_only: false,
             masked_pg: None,
             masked_mongo: None,
+            data_only: false,
         };
         for check in targets::verify_configured(archive, settings, &options).await? {
             report.add_target(check);
@@ -149,7 +150,12 @@ async fn offline(
     unlock: impl FnOnce() -> Result<Option<Unlock>> + Send + 'static,
     report: &mut VerifyReport,
 ) -> Result<Option<VerifiedArchive>> {
-    let checked = storage::check_archive(location).await?;
+    // V0 reads every member's SHA-256: on a big archive, a phase of its own.
+    dbkeeper::progress::start("check", dbkeeper::progress::Totals::default());
+    dbkeeper::progress::item(&format!("archive {}", location.describe()));
+    let checked = storage::check_archive(location).await;
+    dbkeeper::progress::finish();
+    let checked = checked?;
     let name = location.describe();
     let (checked, decode) = tokio::task::spawn_blocking(move || {
         let mut checked = checked;

@@ -24,7 +24,8 @@ pub(crate) fn db_error(what: impl std::fmt::Display, e: &mongodb::error::Error) 
     Error::db(Engine::Mongo, format!("{what}: {}", short_error(e)))
 }
 
-/// Every collection and view of `db` (not `system.*`), as `listCollections` documents, by name.
+/// Every collection and view of `db` (not `system.*`, nor the unfinished-restore marks of
+/// [`super::restore_mark`]), as `listCollections` documents, by name.
 pub async fn list_collections(db: &Database) -> Result<Vec<Document>> {
     let mut infos: Vec<Document> = db
         .list_collections()
@@ -35,8 +36,9 @@ pub async fn list_collections(db: &Database) -> Result<Vec<Document>> {
         .await
         .map_err(|e| db_error(format!("listing collections of {}", db.name()), &e))?;
     infos.retain(|info| {
-        info.get_str("name")
-            .is_ok_and(|n| !n.starts_with(SYSTEM_PREFIX))
+        info.get_str("name").is_ok_and(|n| {
+            !n.starts_with(SYSTEM_PREFIX) && n != super::restore_mark::MARKS_COLLECTION
+        })
     });
     infos.sort_by(|a, b| a.get_str("name").ok().cmp(&b.get_str("name").ok()));
     Ok(infos)

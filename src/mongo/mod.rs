@@ -11,4 +11,5 @@ pub mod metadata;
 pub mod migrate;
 pub mod namespace;
 pub mod restore;
+pub mod restore_mark;
 pub mod verify;

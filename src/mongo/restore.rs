@@ -32,6 +32,7 @@ use super::inspect::db_error;
 use super::manifest::{load_collections, MongoManifest};
 use super::metadata::{CollectionKind, CollectionMetadata};
 use super::namespace::{renamed, Rename};
+use super::restore_mark;
 use super::MongoTarget;
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
@@ -68,6 +69,11 @@ pub struct RestoreOptions {
     pub selection: Selection,
     /// `--schema-only`: collections with their options and indexes, and views; no documents.
     pub schema_only: bool,
+    /// `--data-only`: documents into the existing, empty collections of the target (their
+    /// options and indexes are the target's own); no collection is created or dropped, no
+    /// index built, no view created. A collection that is missing is a usage error (exit 2),
+    /// one that holds documents is refused (exit 4), both before anything is written.
+    pub data_only: bool,
     /// Masks applied to documents on their way into the target (`--mask`), by archive
     /// collection name.
     pub mask: Option<Arc<crate::mask::MongoMask>>,
@@ -83,6 +89,7 @@ impl Default for RestoreOptions {
             overwrite_source: false,
             selection: Selection::default(),
             schema_only: false,
+            data_only: false,
             mask: None,
         }
     }
@@ -146,9 +153,12 @@ pub async fn preflight(
 ) -> Result<()> {
     let plan = checked_plan(archive, target, options).await?;
     let db = target.database().await?;
+    if options.data_only {
+        return check_data_only(&db, target, &plan).await;
+    }
     let conflicts = conflicts(&db, target, &plan).await?;
     if !conflicts.is_empty() && options.mode == RestoreMode::Create {
-        return Err(refuse_conflicts(target, &conflicts));
+        return Err(refuse_conflicts(&db, target, &conflicts).await);
     }
     Ok(())
 }
@@ -168,11 +178,68 @@ async fn checked_plan(
         load_collections(archive, &mongo)?,
         &options.selection,
     );
-    let plan = plan(loaded, &options.renames)?;
+    let mut plan = plan(loaded, &options.renames)?;
+    if options.data_only {
+        // Views hold no documents: they are definitions, which the target has or not.
+        plan.retain(|p| p.dataset.is_some());
+    }
     if !options.overwrite_source {
         refuse_source(archive, target).await?;
     }
     Ok(plan)
+}
+
+/// What `--data-only` needs: every collection the documents go into exists and is empty.
+async fn check_data_only(db: &Database, target: &MongoTarget, plan: &[Planned]) -> Result<()> {
+    let existing: BTreeSet<String> = db
+        .list_collection_names()
+        .await
+        .map_err(|e| db_error(format!("listing collections of {}", target.describe()), &e))?
+        .into_iter()
+        .collect();
+    let missing: Vec<String> = plan
+        .iter()
+        .map(|p| p.target_name.clone())
+        .filter(|name| !existing.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "--data-only: MongoDB database {} lacks {} collection(s) the archive has documents \
+             for: {}; create them first (dbkeeper migrate up, or restore --schema-only), leave \
+             them out with --exclude, or restore without --data-only",
+            target.describe(),
+            missing.len(),
+            list_names(&missing)
+        )));
+    }
+    let mut non_empty = Vec::new();
+    for item in plan {
+        let one = db
+            .collection::<Document>(&item.target_name)
+            .find_one(doc! {})
+            .await
+            .map_err(|e| {
+                db_error(
+                    format!("looking into {}.{}", db.name(), item.target_name),
+                    &e,
+                )
+            })?;
+        if one.is_some() {
+            non_empty.push(item.target_name.clone());
+        }
+    }
+    if non_empty.is_empty() {
+        return Ok(());
+    }
+    let marks = restore_mark::unfinished(db, &non_empty).await?;
+    Err(Error::Refused(format!(
+        "--data-only loads into empty collections, and these collections of MongoDB database \
+         {} hold documents: {}{}; nothing was changed. Empty them first, leave them out with \
+         --exclude, or restore into another database without --data-only",
+        target.describe(),
+        list_names(&non_empty),
+        restore_mark::refusal_note(&marks)
+    )))
 }
 
 /// Refuses to restore onto the database the archive was dumped from: same database name on a
@@ -252,11 +319,19 @@ pub async fn restore_database(
     let plan = checked_plan(archive, target, options).await?;
 
     let db = target.database().await?;
-    let dropped = clear_conflicts(&db, target, &plan, options.mode).await?;
+    let dropped = match options.data_only {
+        true => {
+            check_data_only(&db, target, &plan).await?;
+            Vec::new()
+        }
+        false => clear_conflicts(&db, target, &plan, options.mode).await?,
+    };
+    let names: Vec<String> = plan.iter().map(|p| p.target_name.clone()).collect();
+    restore_mark::set(&db, &names, &archive_name(archive)).await;
     let filled = async {
         for item in plan
             .iter()
-            .filter(|p| p.definition.kind == CollectionKind::Collection)
+            .filter(|p| p.definition.kind == CollectionKind::Collection && !options.data_only)
         {
             create(&db, item).await?;
         }
@@ -276,6 +351,7 @@ pub async fn restore_database(
             create(&db, item).await?;
             views.push(item.target_name.clone());
         }
+        restore_mark::clear(&db, &names).await?;
         Ok::<_, Error>((collections, views))
     }
     .await;
@@ -283,7 +359,9 @@ pub async fn restore_database(
         // The archive lied in a way only decoding shows (V0 passed, so it was forged or written
         // by a broken tool). In create mode none of the planned collections existed before:
         // drop them again, so the target is as it was.
-        Err(Error::BadInput { what, message }) if options.mode == RestoreMode::Create => {
+        Err(Error::BadInput { what, message })
+            if options.mode == RestoreMode::Create && !options.data_only =>
+        {
             let mut note = String::from("the collections this restore had created were dropped");
             for item in &plan {
                 let dropped = db
@@ -296,6 +374,12 @@ pub async fn restore_database(
                         item.target_name
                     );
                     break;
+                }
+            }
+            if note.starts_with("the collections") {
+                // Nothing of this restore is left to flag as unfinished.
+                if let Err(e) = restore_mark::clear(&db, &names).await {
+                    note = format!("{note}; clearing the unfinished-restore marks failed: {e}");
                 }
             }
             return Err(Error::BadInput {
@@ -391,7 +475,7 @@ async fn clear_conflicts(
         return Ok(conflicts);
     }
     if mode == RestoreMode::Create {
-        return Err(refuse_conflicts(target, &conflicts));
+        return Err(refuse_conflicts(db, target, &conflicts).await);
     }
     for name in &conflicts {
         db.collection::<Document>(name)
@@ -417,15 +501,30 @@ async fn conflicts(db: &Database, target: &MongoTarget, plan: &[Planned]) -> Res
         .collect())
 }
 
-fn refuse_conflicts(target: &MongoTarget, conflicts: &[String]) -> Error {
+/// The refusal of existing collections, saying when they are left from a restore that did not
+/// finish (as PostgreSQL's refusal of a non-empty target does).
+async fn refuse_conflicts(db: &Database, target: &MongoTarget, conflicts: &[String]) -> Error {
+    let unfinished = match restore_mark::unfinished(db, conflicts).await {
+        Ok(marks) => restore_mark::refusal_note(&marks),
+        Err(e) => format!("; (could not read the unfinished-restore marks: {e})"),
+    };
     Error::Refused(format!(
-        "MongoDB database {} already has {} of the collections this archive restores ({}); \
-         nothing was changed. Restore into another database (--mongo-db), rename them \
-         (--ns-from/--ns-to), or pass --mode replace to drop them first",
+        "MongoDB database {} already has {} of the collections this archive restores \
+         ({}{unfinished}); nothing was changed. Restore into another database (--mongo-db), \
+         rename them (--ns-from/--ns-to), or pass --mode replace to drop them first",
         target.describe(),
         conflicts.len(),
         list_names(conflicts)
     ))
+}
+
+/// The archive's file name, for the unfinished-restore mark.
+fn archive_name(archive: &VerifiedArchive) -> String {
+    archive
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| archive.path().display().to_string())
 }
 
 fn list_names(names: &[String]) -> String {
@@ -475,6 +574,7 @@ async fn insert_all(
     for _ in 0..workers {
         let (archive, db, queue) = (Arc::clone(archive), db.clone(), Arc::clone(&queue));
         let (batch_bytes, schema_only) = (options.batch_bytes, options.schema_only);
+        let indexes = !options.data_only;
         let mask = options.mask.clone();
         set.spawn(async move {
             let mut done = Vec::new();
@@ -486,8 +586,15 @@ async fn insert_all(
                     .dataset
                     .as_ref()
                     .and_then(|d| mask.as_ref()?.collection(&d.name).cloned());
-                let restored =
-                    restore_collection(&archive, &db, &item, batch_bytes, schema_only, mask);
+                let restored = restore_collection(
+                    &archive,
+                    &db,
+                    &item,
+                    batch_bytes,
+                    schema_only,
+                    indexes,
+                    mask,
+                );
                 done.push(restored.await?);
             }
         });
@@ -509,6 +616,7 @@ async fn restore_collection(
     item: &Planned,
     batch_bytes: usize,
     schema_only: bool,
+    indexes: bool,
     mask: Option<Arc<crate::mask::document::CollectionMask>>,
 ) -> Result<RestoredCollection> {
     let mut dataset = item.dataset.clone().expect("only collections are queued");
@@ -595,8 +703,15 @@ async fn restore_collection(
             Err(reason) => (None, Some(reason)),
         },
     };
-    crate::progress::item(&format!("indexes of collection {name}"));
-    let indexes = build_indexes(db, name, &item.definition).await?;
+    crate::faultpoint::pause("mongo-indexes");
+    let indexes = match indexes {
+        true => {
+            crate::progress::item(&format!("indexes of collection {name}"));
+            build_indexes(db, name, &item.definition).await?
+        }
+        // `--data-only`: the collection's indexes are the target's own.
+        false => 0,
+    };
     crate::progress::item_done("restored", &format!("collection {name}"), inserted);
     Ok(RestoredCollection {
         name: name.clone(),

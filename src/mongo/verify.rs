@@ -30,6 +30,7 @@ use super::manifest::{load_collections, MongoManifest};
 use super::metadata::{CollectionKind, CollectionMetadata, CollectionSpecs};
 use super::namespace::Rename;
 use super::restore::{plan, selected, Planned};
+use super::restore_mark;
 use super::MongoTarget;
 use crate::archive::reader::VerifiedArchive;
 use crate::archive::selection::Selection;
@@ -55,6 +56,9 @@ pub struct VerifyOptions {
     /// After `restore --mask`: the masks the restore streamed documents through (by archived
     /// collection name); a masked collection's content is compared with what they produced.
     pub masked: Option<Arc<crate::mask::MongoMask>>,
+    /// After `restore --data-only`: documents only (the target's own collections kept their
+    /// options and indexes; views were not restored).
+    pub data_only: bool,
 }
 
 /// Compares `target`'s database with the archive's MongoDB dump. Errors only when the server
@@ -77,7 +81,10 @@ pub async fn verify_target(
         load_collections(archive, &mongo)?,
         &options.selection,
     );
-    let planned = plan(loaded, &options.renames)?;
+    let mut planned = plan(loaded, &options.renames)?;
+    if options.data_only {
+        planned.retain(|p| p.dataset.is_some());
+    }
     let db = target.database().await?;
     let live: BTreeMap<String, Document> = inspect::list_collections(&db)
         .await?
@@ -87,6 +94,26 @@ pub async fn verify_target(
 
     let mut check = TargetCheck::new(Engine::Mongo, target.describe(), options.deep);
     check.objects = planned.len();
+    // A restore killed before its index builds leaves every document: counts alone would pass,
+    // so the restore's own unfinished marks are checked first.
+    let names: Vec<String> = planned.iter().map(|p| p.target_name.clone()).collect();
+    let marks = restore_mark::unfinished(&db, &names).await?;
+    for (name, mark) in &marks {
+        check.mismatch(
+            Kind::IncompleteRestore,
+            format!("{}.{name}", db.name()),
+            "finished restore",
+            mark.clone(),
+            format!(
+                "a restore into {}.{name} started ({mark}) and never finished; run the restore \
+                 again with --mode replace",
+                db.name()
+            ),
+        );
+    }
+    if marks.is_empty() {
+        check.checked();
+    }
     let queue: VecDeque<(Planned, Option<Document>)> = planned
         .into_iter()
         .map(|p| {
@@ -101,6 +128,7 @@ pub async fn verify_target(
         let (db, queue, deep, target) = (db.clone(), queue.clone(), options.deep, target.clone());
         let documents = !options.schema_only;
         let masked = options.masked.clone();
+        let definitions = !options.data_only;
         set.spawn(async move {
             let mut part = TargetCheck::new(Engine::Mongo, target.describe(), deep);
             loop {
@@ -108,12 +136,13 @@ pub async fn verify_target(
                 let Some((item, info)) = next else {
                     return Ok::<_, Error>(part);
                 };
-                let contents = Contents {
+                let compare = Compare {
                     deep,
                     documents,
+                    definitions,
                     masked: masked.as_deref(),
                 };
-                check_one(&mut part, &db, &item, info.as_ref(), contents).await?;
+                check_one(&mut part, &db, &item, info.as_ref(), compare).await?;
             }
         });
     }
@@ -128,13 +157,17 @@ pub async fn verify_target(
     Ok(check)
 }
 
-/// What to compare of a collection's documents.
+/// What [`check_one`] compares.
 #[derive(Clone, Copy)]
-struct Contents<'a> {
-    /// Content digests rather than counts.
+struct Compare<'a> {
+    /// Content digests instead of counts.
     deep: bool,
-    /// Documents at all (not after a schema-only restore).
+    /// Documents at all (not after `--schema-only`).
     documents: bool,
+    /// Options, validators and indexes (not after `--data-only`).
+    definitions: bool,
+    /// After `restore --mask`: the masks whose streamed digests masked collections are
+    /// compared with.
     masked: Option<&'a crate::mask::MongoMask>,
 }
 
@@ -144,13 +177,14 @@ async fn check_one(
     db: &Database,
     item: &Planned,
     info: Option<&Document>,
-    contents: Contents<'_>,
+    compare: Compare<'_>,
 ) -> Result<()> {
-    let Contents {
+    let Compare {
         deep,
         documents,
+        definitions,
         masked,
-    } = contents;
+    } = compare;
     let name = format!("{}.{}", db.name(), item.target_name);
     let archived = &item.definition;
     let Some(info) = info else {
@@ -189,7 +223,9 @@ async fn check_one(
         );
         return Ok(());
     }
-    compare_specs(check, &name, &archived.specs(), &found.specs());
+    if definitions {
+        compare_specs(check, &name, &archived.specs(), &found.specs());
+    }
     let Some(dataset) = item.dataset.as_ref().filter(|_| documents) else {
         return Ok(()); // a view holds no documents; a schema-only restore restored none
     };

@@ -4,6 +4,7 @@ pub mod connect;
 
 pub use connect::PgTarget;
 mod column_order;
+pub mod data_only;
 pub mod dump;
 pub mod fingerprint;
 pub mod inspect;

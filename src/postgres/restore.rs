@@ -42,7 +42,7 @@ use crate::postgres::inspect::{self, db_error, quote_ident, quote_qualified};
 use crate::postgres::large_objects;
 use crate::postgres::tools::{self, PgTool};
 use crate::postgres::PgTarget;
-use crate::postgres::{column_order, script};
+use crate::postgres::{column_order, data_only, script};
 
 /// What to do when the target database already has objects in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub struct RestoreOptions {
     /// `--schema-only`: pre-data and post-data, no rows, sequence values or materialized view
     /// contents (what `pg_restore --schema-only` leaves out too).
     pub schema_only: bool,
+    /// `--data-only`: rows, sequence values and materialized view contents into the existing,
+    /// empty tables of an existing database; no schema (see [`super::data_only`]).
+    pub data_only: bool,
     /// Masks applied to rows on their way into the target (`--mask`).
     pub mask: Option<Arc<crate::mask::PgMask>>,
 }
@@ -79,7 +82,7 @@ pub struct RestoreOptions {
 pub struct RestoreReport {
     pub target: String,
     pub database: String,
-    /// `created`, `reused-empty` or `replaced`.
+    /// `created`, `reused-empty`, `replaced`, or `existing` (`--data-only`: its schema kept).
     pub database_action: &'static str,
     pub tables: usize,
     pub rows: u64,
@@ -134,6 +137,9 @@ pub async fn preflight(
         return Err(no_postgres_data(archive));
     };
     let admin = connect_maintenance(target).await?;
+    if options.data_only {
+        return check_data_only(archive, &admin, target, &source, &meta, options).await;
+    }
     let major = inspect::server_major(&admin).await?;
     tools::find_tool("psql", major).await?;
     refuse_overwriting(archive, &admin, target, &source, &meta, options).await?;
@@ -141,6 +147,22 @@ pub async fn preflight(
         refuse_non_empty(target).await?;
     }
     Ok(())
+}
+
+/// The checks of a `--data-only` restore: not the source, and the target ready to load into.
+async fn check_data_only(
+    archive: &VerifiedArchive,
+    admin: &Client,
+    target: &PgTarget,
+    source: &Source,
+    meta: &PgArchiveMeta,
+    options: &RestoreOptions,
+) -> Result<()> {
+    if !options.overwrite_source {
+        refuse_source(admin, target, source).await?;
+    }
+    let exists = database_exists(admin, target).await?;
+    data_only::check_target(archive, target, meta, options, exists).await
 }
 
 fn no_postgres_data(archive: &VerifiedArchive) -> Error {
@@ -260,7 +282,9 @@ pub async fn restore_kept(client: &Client) -> Result<Kept> {
     })
 }
 
-/// Removes the mark once every step of the restore is done, and records what it kept.
+/// Removes the mark once every step of the restore is done, and records what it kept (a
+/// `--data-only` restore ran no owner or privilege statement: what the schema's restore kept
+/// stays recorded).
 async fn clear_restore_mark(target: &PgTarget, options: &RestoreOptions) -> Result<()> {
     let admin = connect_maintenance(target).await?;
     let database = quote_ident(&target.dbname());
@@ -270,6 +294,9 @@ async fn clear_restore_mark(target: &PgTarget, options: &RestoreOptions) -> Resu
         ))
         .await
         .map_err(|e| db_error("clearing the unfinished-restore mark", &e))?;
+    if options.data_only {
+        return Ok(());
+    }
     let kept: Vec<&str> = [
         (options.keep_owner, "owner"),
         (options.keep_privileges, "privileges"),
@@ -326,6 +353,12 @@ pub async fn restore(
         return Err(no_postgres_data(&archive));
     };
     let admin = connect_maintenance(target).await?;
+    if options.data_only {
+        check_data_only(&archive, &admin, target, &source, &meta, options).await?;
+        set_restore_mark(&admin, target, &archive).await;
+        drop(admin);
+        return restore_data(&archive, target, options, &meta).await;
+    }
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
     refuse_overwriting(&archive, &admin, target, &source, &meta, options).await?;
@@ -383,10 +416,10 @@ async fn restore_into(
     psql: &PgTool,
     database_action: &'static str,
 ) -> Result<RestoreReport> {
-    let dbname = target.dbname();
     let mut timings = RestoreTimings::default();
     let mut clock = Instant::now();
     let column_orders = column_orders_to_restore(target, meta).await?;
+    crate::progress::step("schema");
     let pre = run_schema(
         archive,
         psql,
@@ -398,20 +431,18 @@ async fn restore_into(
     .await?;
     timings.pre_data = lap(&mut clock);
 
-    let datasets: Vec<usize> = archive
-        .manifest()
-        .datasets
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| {
-            d.engine == Engine::Postgres && d.is_table() && options.selection.selects_dataset(d)
-        })
-        .filter(|_| !options.schema_only)
-        .map(|(i, _)| i)
-        .collect();
+    let datasets = match options.schema_only {
+        true => Vec::new(),
+        false => data_only::selected_tables(archive, options),
+    };
     let post = PostData::read(archive, &meta.post_data_member, options).await?;
     let plan = post.plan();
-    let load = load_and_build(archive, target, &datasets, options, &plan, &post.member);
+    crate::progress::step("data");
+    let load = async {
+        load_and_build(archive, target, &datasets, options, &plan, &post.member)
+            .await
+            .map_err(|e| partial_restore(target, e))
+    };
     let blobs = async {
         // Large objects are data: a schema-only restore leaves them out, as pg_restore does.
         if meta.large_objects.is_none() || options.schema_only {
@@ -442,12 +473,67 @@ async fn restore_into(
     }
     clear_restore_mark(target, options).await?;
     timings.finish = lap(&mut clock);
+    let mut report = report(archive, target, meta, &datasets, chunks, timings);
+    report.database_action = database_action;
+    report.skipped_owner_statements = pre.skipped_owner + post.filtered.skipped_owner;
+    report.skipped_privilege_statements = pre.skipped_privileges + post.filtered.skipped_privileges;
+    Ok(report)
+}
 
+/// `--data-only`, once [`data_only::check_target`] passed: rows into the existing tables on
+/// `jobs` connections, then sequence values and materialized views; no schema statement runs.
+/// As a superuser, foreign keys and user triggers are off for the load
+/// (`session_replication_role = replica`, as `pg_restore --disable-triggers`): tables load in
+/// parallel in no dependency order, and the rows already are what the triggers made of them.
+async fn restore_data(
+    archive: &Arc<VerifiedArchive>,
+    target: &PgTarget,
+    options: &RestoreOptions,
+    meta: &PgArchiveMeta,
+) -> Result<RestoreReport> {
+    let mut timings = RestoreTimings::default();
+    let mut clock = Instant::now();
+    let datasets = data_only::selected_tables(archive, options);
+    let client = target.connect().await?;
+    let triggers_off = data_only::can_disable_triggers(&client).await?;
+    crate::progress::step("data");
+    // No post-data: the load connections only run the preamble.
+    let plan = PostDataPlan {
+        preamble: match triggers_off {
+            true => "SET session_replication_role = replica".into(),
+            false => String::new(),
+        },
+        builds: Vec::new(),
+        serial: Vec::new(),
+    };
+    let (chunks, _) = load_and_build(archive, target, &datasets, options, &plan, "data")
+        .await
+        .map_err(|e| data_only::partly_loaded(target, e, triggers_off))?;
+    timings.data = lap(&mut clock);
+    set_sequences(&client, meta).await?;
+    refresh_matviews(&client, meta).await?;
+    clear_restore_mark(target, options).await?;
+    timings.finish = lap(&mut clock);
+    let mut report = report(archive, target, meta, &datasets, chunks, timings);
+    report.database_action = "existing";
+    report.large_objects = 0;
+    Ok(report)
+}
+
+/// The report of a restore that loaded `datasets` in `chunks` chunks.
+fn report(
+    archive: &VerifiedArchive,
+    target: &PgTarget,
+    meta: &PgArchiveMeta,
+    datasets: &[usize],
+    chunks: usize,
+    timings: RestoreTimings,
+) -> RestoreReport {
     let manifest = archive.manifest();
-    Ok(RestoreReport {
+    RestoreReport {
         target: target.describe(),
-        database: dbname,
-        database_action,
+        database: target.dbname(),
+        database_action: "",
         tables: datasets.len(),
         rows: datasets.iter().map(|&i| manifest.datasets[i].rows).sum(),
         raw_bytes: datasets
@@ -458,10 +544,10 @@ async fn restore_into(
         sequences: meta.sequences.len(),
         materialized_views: meta.materialized_views.len(),
         large_objects: meta.large_objects.as_ref().map_or(0, |l| l.objects.len()),
-        skipped_owner_statements: pre.skipped_owner + post.filtered.skipped_owner,
-        skipped_privilege_statements: pre.skipped_privileges + post.filtered.skipped_privileges,
+        skipped_owner_statements: 0,
+        skipped_privilege_statements: 0,
         seconds: timings,
-    })
+    }
 }
 
 fn lap(clock: &mut Instant) -> f64 {
@@ -935,6 +1021,8 @@ struct LoadState {
     retry: Vec<usize>,
     /// Per table slot, its name and rows, for reporting it done.
     tables: Vec<(String, u64)>,
+    /// Whether any index or key build follows the load (none with `--data-only`).
+    has_builds: bool,
 }
 
 impl LoadState {
@@ -967,6 +1055,7 @@ impl LoadState {
                     (format!("table {}", d.qualified_name()), d.rows)
                 })
                 .collect(),
+            has_builds: !builds.is_empty(),
         };
         for (i, build) in builds.iter().enumerate() {
             let slot = build
@@ -994,7 +1083,7 @@ impl LoadState {
             let (name, rows) = &self.tables[slot];
             crate::progress::item_done("restored", name, *rows);
         }
-        if self.unloaded_total == 0 {
+        if self.unloaded_total == 0 && self.has_builds {
             self.ready.extend(self.after_all.drain(..));
             // What is left are index and key builds: the data bar is full, say what follows.
             crate::progress::step("indexes");
@@ -1028,9 +1117,7 @@ async fn load_and_build<'a>(
     let work = total + post.builds.len();
     let workers = (0..jobs.max(1).min(work.max(1)))
         .map(|_| load_worker(archive, mask, target, &state, &released, post, member));
-    futures::future::try_join_all(workers)
-        .await
-        .map_err(|e| partial_restore(target, e))?;
+    futures::future::try_join_all(workers).await?;
     let state = state.into_inner().unwrap();
     Ok((
         total,
@@ -1179,6 +1266,10 @@ async fn set_sequences(client: &Client, meta: &PgArchiveMeta) -> Result<()> {
 /// they read is not populated yet are retried after the others, until no progress is made.
 async fn refresh_matviews(client: &Client, meta: &PgArchiveMeta) -> Result<()> {
     let mut pending: Vec<_> = meta.materialized_views.iter().collect();
+    if !pending.is_empty() {
+        // Each refresh runs its view's query over the restored data: as long as a load.
+        crate::progress::step("materialized views");
+    }
     while !pending.is_empty() {
         let mut failed = Vec::new();
         let mut last_error = None;
