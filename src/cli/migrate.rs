@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
+use dbkeeper::migrate::repeatable::{self, RepeatableStatus};
 use dbkeeper::migrate::runner::{self, DirtyResolution, RepairAction, RunReport};
 use dbkeeper::migrate::{
-    self as core, Migration, MigrationEngine, RunInfo, StatusEntry, StatusKind,
+    self as core, Migration, MigrationEngine, Repeatable, RunInfo, StatusEntry, StatusKind,
 };
 use dbkeeper::{mongo, postgres, Engine, ExitCode};
 
@@ -72,6 +73,8 @@ struct Context<'a> {
     /// MongoDB file must not be found after the PostgreSQL migrations were applied). Empty for
     /// `migrate new`, which reads its directory itself.
     files: Vec<(Engine, Vec<Migration>)>,
+    /// Each engine's repeatable (`R__`) migrations, read with the files.
+    repeatables: Vec<(Engine, Vec<Repeatable>)>,
 }
 
 impl<'a> Context<'a> {
@@ -131,6 +134,7 @@ impl<'a> Context<'a> {
             pg_dir: pg_dir.path.clone(),
             mongo_dir: mongo_dir.path.clone(),
             files: Vec::new(),
+            repeatables: Vec::new(),
         };
         if !matches!(args.command, MigrateCommand::New { .. }) {
             // `down` runs the scripts captured at apply time: it works without the files (an
@@ -138,6 +142,7 @@ impl<'a> Context<'a> {
             let files_needed = !matches!(args.command, MigrateCommand::Down { .. });
             ctx.files = load_all(&ctx.engines, &pg_dir, &mongo_dir, files_needed)?;
             ctx.engines = ctx.files.iter().map(|(engine, _)| *engine).collect();
+            ctx.repeatables = load_repeatables(&ctx.engines, &pg_dir.path)?;
         }
         Ok(ctx)
     }
@@ -155,6 +160,15 @@ impl<'a> Context<'a> {
             .iter()
             .find(|(e, _)| *e == engine)
             .map(|(_, files)| files.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// The engine's repeatable migrations, as read when the command started.
+    fn repeatables(&self, engine: Engine) -> &[Repeatable] {
+        self.repeatables
+            .iter()
+            .find(|(e, _)| *e == engine)
+            .map(|(_, r)| r.as_slice())
             .unwrap_or_default()
     }
 
@@ -267,12 +281,28 @@ fn load_all(
     Ok(loaded)
 }
 
+/// Repeatable migrations exist for PostgreSQL (MongoDB's loader refuses `R__` files).
+fn load_repeatables(engines: &[Engine], pg_dir: &Path) -> Result<Vec<(Engine, Vec<Repeatable>)>> {
+    engines
+        .iter()
+        .map(|&engine| {
+            let found = match engine {
+                Engine::Postgres => postgres::migrate::load_repeatables(pg_dir)?,
+                Engine::Mongo => Vec::new(),
+            };
+            Ok((engine, found))
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct StatusReport {
     engine: Engine,
     target: String,
     directory: PathBuf,
     migrations: Vec<StatusEntry>,
+    /// `R__` migrations: applied, pending, changed (applied again by the next `up`), removed.
+    repeatables: Vec<RepeatableStatus>,
     pending: usize,
     problems: usize,
 }
@@ -289,6 +319,8 @@ async fn status(
         let (target, mut migrator) = ctx.open(engine).await?;
         let history = migrator.read_history().await?;
         let migrations = core::compare(files, &history);
+        let recorded = migrator.read_repeatables().await?;
+        let repeatables = repeatable::compare(ctx.repeatables(engine), &recorded);
         reports.push(StatusReport {
             engine,
             target,
@@ -296,9 +328,11 @@ async fn status(
             pending: migrations
                 .iter()
                 .filter(|m| m.status == StatusKind::Pending)
-                .count(),
+                .count()
+                + repeatables.iter().filter(|r| r.is_pending()).count(),
             problems: migrations.iter().filter(|m| m.is_drift()).count(),
             migrations,
+            repeatables,
         });
     }
     let findings = reports
@@ -332,17 +366,25 @@ async fn status(
                     println!("             {detail}");
                 }
             }
+            for rep in r.repeatables.iter().filter(|_| !validate) {
+                println!(
+                    "  {:<10} {:<40} {}",
+                    format!("{:?}", rep.status).to_lowercase(),
+                    rep.label(),
+                    rep.applied_on.as_deref().unwrap_or("")
+                );
+            }
             if validate {
                 match r.problems {
                     0 => println!("  ok: every applied migration matches its file"),
                     n => println!("  {n} problem(s); see `dbkeeper migrate repair --help`"),
                 }
-            } else if r.migrations.is_empty() {
+            } else if r.migrations.is_empty() && r.repeatables.is_empty() {
                 println!("  no migrations");
             } else {
                 println!(
                     "  {} applied, {} pending, {} problem(s)",
-                    r.migrations.len() - r.pending - r.problems,
+                    r.migrations.len() + r.repeatables.len() - r.pending - r.problems,
                     r.pending,
                     r.problems
                 );
@@ -398,11 +440,13 @@ enum Outcome {
 struct Planned {
     version: i64,
     name: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    repeatable: bool,
 }
 
 impl Planned {
     fn label(&self) -> String {
-        format!("V{}__{}", self.version, self.name)
+        runner::step_label(self.version, &self.name, self.repeatable)
     }
 }
 
@@ -435,13 +479,16 @@ impl Move {
     async fn run(
         self,
         migrator: &mut dyn MigrationEngine,
-        files: &[Migration],
+        files: (&[Migration], &[Repeatable]),
         dry_run: bool,
         lock_timeout: Duration,
         run: &RunInfo,
     ) -> Result<RunReport> {
+        let (files, repeatables) = files;
         match self {
-            Move::Up { to } => runner::up(migrator, files, to, dry_run, lock_timeout, run).await,
+            Move::Up { to } => {
+                runner::up(migrator, files, repeatables, to, dry_run, lock_timeout, run).await
+            }
             Move::Down { steps, to } => {
                 runner::down(migrator, files, steps, to, dry_run, lock_timeout, run).await
             }
@@ -456,7 +503,7 @@ impl Move {
     async fn check(
         self,
         migrator: &mut dyn MigrationEngine,
-        files: &[Migration],
+        files: (&[Migration], &[Repeatable]),
         lock_timeout: Duration,
         run: &RunInfo,
     ) -> Result<RunReport> {
@@ -506,7 +553,8 @@ async fn run_moves(
     for (i, &engine) in ctx.engines.iter().enumerate() {
         let checked = async {
             let (_, mut migrator) = ctx.open(engine).await?;
-            let plan = movement.check(migrator.as_mut(), ctx.files(engine), ctx.lock_timeout, &run);
+            let files = (ctx.files(engine), ctx.repeatables(engine));
+            let plan = movement.check(migrator.as_mut(), files, ctx.lock_timeout, &run);
             let plan = plan.await?;
             Ok::<_, Error>((migrator, plan))
         }
@@ -543,7 +591,7 @@ async fn run_moves(
         let result = movement
             .run(
                 migrator.as_mut(),
-                ctx.files(engine),
+                (ctx.files(engine), ctx.repeatables(engine)),
                 false,
                 ctx.lock_timeout,
                 &run,
@@ -552,9 +600,9 @@ async fn run_moves(
         let entry = &mut runs[i];
         match result {
             Ok(report) => {
-                let done: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
+                let done: Vec<String> = report.steps.iter().map(|s| s.label()).collect();
                 if let Some(pending) = entry.pending.as_mut() {
-                    pending.retain(|p| !done.contains(&p.version));
+                    pending.retain(|p| !done.contains(&p.label()));
                 }
                 if report.failure.is_none() {
                     // The plan was read before the lock; what counts is what ran under it.
@@ -590,6 +638,7 @@ fn planned(plan: &RunReport) -> Vec<Planned> {
         .map(|s| Planned {
             version: s.version,
             name: s.name.clone(),
+            repeatable: s.repeatable,
         })
         .collect()
 }
@@ -675,8 +724,9 @@ fn print_runs(out: Output, runs: &[EngineRun], backup: Option<PathBuf>) -> Resul
     for f in runs.iter().filter_map(|r| r.report.failure.as_ref()) {
         // The message starts with the engine's name already.
         eprintln!(
-            "dbkeeper: error: V{}__{} failed: {}",
-            f.version, f.name, f.message
+            "dbkeeper: error: {} failed: {}",
+            runner::step_label(f.version, &f.name, f.repeatable),
+            f.message
         );
     }
     Ok(runs

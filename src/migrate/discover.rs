@@ -5,8 +5,8 @@
 //!   in `-- migrate:up` / `-- migrate:down` sections, which the engine splits).
 //!
 //! Versions are positive 64-bit numbers (timestamps such as `20260717060208` included); foreign
-//! names keep their hyphens. Files that start with neither `V` nor a digit are ignored (READMEs,
-//! notes). A file that looks like a migration but does not follow a pattern is an error naming
+//! names keep their hyphens. Files that start with neither `V` nor a digit are ignored here
+//! (READMEs, notes; repeatable `R__` files are read by [`super::repeatable`]). A file that looks like a migration but does not follow a pattern is an error naming
 //! it, because a silently skipped migration is worse than a refused run.
 
 use std::collections::BTreeMap;
@@ -63,7 +63,9 @@ pub fn discover(dir: &Path, ext: &str) -> Result<Vec<MigrationSource>> {
             continue;
         };
         let Some(parsed) = parse_file_name(file_name, ext) else {
-            if file_name.to_ascii_lowercase().ends_with(&format!(".{ext}")) {
+            if file_name.to_ascii_lowercase().ends_with(&format!(".{ext}"))
+                && !super::repeatable::is_repeatable_file_name(file_name, ext)
+            {
                 // `v2__x.sql`, `V2__x.SQL`, refinery's unversioned `U2__x.sql`: a typo that would
                 // otherwise silently leave a migration out of every run.
                 tracing::warn!(

@@ -78,7 +78,16 @@ pub async fn round_trip(
     let mut before = Vec::with_capacity(files.len() + 1);
     before.push(schema.schema().await?);
     for m in files {
-        let up = runner::up(engine, files, Some(m.version), false, lock_timeout, run).await?;
+        let up = runner::up(
+            engine,
+            files,
+            &[],
+            Some(m.version),
+            false,
+            lock_timeout,
+            run,
+        )
+        .await?;
         if let Some(f) = up.failure {
             report.failure = fail(m, Phase::Up, f.message, String::new());
             return Ok(report);
@@ -106,7 +115,7 @@ pub async fn round_trip(
             return Ok(report);
         }
     }
-    let again = runner::up(engine, files, None, false, lock_timeout, run).await?;
+    let again = runner::up(engine, files, &[], None, false, lock_timeout, run).await?;
     if let Some(f) = again.failure {
         let m = files
             .iter()

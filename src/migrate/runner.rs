@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::model::{AppliedMigration, AppliedState, Migration, RunInfo};
 use super::plan::{plan_down, plan_up};
+use super::repeatable::{self, AppliedRepeatable, Repeatable};
 use crate::error::{Engine, Error, ExitCode, Result};
 
 /// What an engine must provide. Reads never write; writes happen only under [`lock`].
@@ -41,6 +42,28 @@ pub trait MigrationEngine: Send {
 
     /// Carries out one repair action.
     async fn repair(&mut self, action: &RepairAction, run: &RunInfo) -> Result<()>;
+
+    /// What was recorded when each repeatable migration was last applied, by name. Creates
+    /// nothing. An engine without repeatable migrations has none.
+    async fn read_repeatables(&mut self) -> Result<Vec<AppliedRepeatable>> {
+        Ok(Vec::new())
+    }
+
+    /// Runs one repeatable migration and records its checksum, atomically: a failure leaves
+    /// neither its effects nor a record. Called under the lock.
+    async fn apply_repeatable(&mut self, r: &Repeatable, _run: &RunInfo) -> Result<()> {
+        Err(Error::Usage(format!(
+            "{}: {} has no repeatable migrations; remove the file",
+            r.path.display(),
+            self.engine()
+        )))
+    }
+
+    /// Forgets what was recorded for every repeatable migration, so the next `up` applies them
+    /// all again. Called after a `down` reverted something. Under the lock.
+    async fn forget_repeatables(&mut self, _run: &RunInfo) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,8 +76,12 @@ pub enum Direction {
 /// One migration the loop ran (or, in a dry run, would run).
 #[derive(Debug, Clone, Serialize)]
 pub struct StepOutcome {
+    /// 0 for a repeatable migration.
     pub version: i64,
     pub name: String,
+    /// An `R__` migration (applied after the versioned ones when its checksum changed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeatable: bool,
     pub direction: Direction,
     pub duration_ms: u64,
     pub no_transaction: bool,
@@ -65,7 +92,16 @@ pub struct StepOutcome {
 
 impl StepOutcome {
     pub fn label(&self) -> String {
-        format!("V{}__{}", self.version, self.name)
+        step_label(self.version, &self.name, self.repeatable)
+    }
+}
+
+/// `V3__add_orders`, or `R__active_users` for a repeatable migration.
+pub fn step_label(version: i64, name: &str, repeatable: bool) -> String {
+    if repeatable {
+        repeatable::label(name)
+    } else {
+        format!("V{version}__{name}")
     }
 }
 
@@ -73,6 +109,8 @@ impl StepOutcome {
 pub struct StepFailure {
     pub version: i64,
     pub name: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeatable: bool,
     pub message: String,
     #[serde(skip)]
     pub exit_code: ExitCode,
@@ -130,10 +168,12 @@ pub enum RepairAction {
     },
 }
 
-/// Applies pending migrations up to `to`.
+/// Applies pending migrations up to `to`, then (unless `to` stops before the newest file) the
+/// repeatable migrations that are new or changed, in name order.
 pub async fn up(
     engine: &mut dyn MigrationEngine,
     files: &[Migration],
+    repeatables: &[Repeatable],
     to: Option<i64>,
     dry_run: bool,
     lock_timeout: Duration,
@@ -158,16 +198,26 @@ pub async fn up(
                 Duration::ZERO,
             ));
         }
+        if reaches_newest(files, to) {
+            let recorded = engine.read_repeatables().await?;
+            for r in repeatable::plan(repeatables, &recorded) {
+                let mut s = step(0, &r.name, Direction::Up, false, None, Duration::ZERO);
+                s.repeatable = true;
+                s.script = Some(r.script.clone());
+                report.steps.push(s);
+            }
+        }
         return Ok(report);
     }
     engine.lock(lock_timeout).await?;
-    let result = up_locked(engine, files, to, run, &mut report).await;
+    let result = up_locked(engine, files, repeatables, to, run, &mut report).await;
     release(engine, result).await.map(|()| report)
 }
 
 async fn up_locked(
     engine: &mut dyn MigrationEngine,
     files: &[Migration],
+    repeatables: &[Repeatable],
     to: Option<i64>,
     run: &RunInfo,
     report: &mut RunReport,
@@ -188,6 +238,49 @@ async fn up_locked(
             )),
             Err(e) => {
                 report.failure = Some(failure(m.version, &m.name, e));
+                return Ok(());
+            }
+        }
+    }
+    if reaches_newest(files, to) {
+        apply_repeatables(engine, repeatables, run, report).await?;
+    }
+    Ok(())
+}
+
+/// Whether an `up` to `to` ends at the newest migration file: only then do repeatable
+/// migrations run, since they are written against the newest schema.
+fn reaches_newest(files: &[Migration], to: Option<i64>) -> bool {
+    let newest = files.iter().map(|f| f.version).max().unwrap_or(0);
+    to.is_none_or(|to| to >= newest)
+}
+
+/// After the versioned migrations: every repeatable that is new or changed, in name order,
+/// each in its own transaction with its record. The first failure stops the run (a failed
+/// deploy); the ones before it stay applied.
+async fn apply_repeatables(
+    engine: &mut dyn MigrationEngine,
+    repeatables: &[Repeatable],
+    run: &RunInfo,
+    report: &mut RunReport,
+) -> Result<()> {
+    if repeatables.is_empty() {
+        return Ok(());
+    }
+    let recorded = engine.read_repeatables().await?;
+    for r in repeatable::plan(repeatables, &recorded) {
+        tracing::info!(engine = %engine.engine(), "applying {}", r.label());
+        let started = Instant::now();
+        match engine.apply_repeatable(r, run).await {
+            Ok(()) => {
+                let mut s = step(0, &r.name, Direction::Up, false, None, started.elapsed());
+                s.repeatable = true;
+                report.steps.push(s);
+            }
+            Err(e) => {
+                let mut f = failure(0, &r.name, e);
+                f.repeatable = true;
+                report.failure = Some(f);
                 break;
             }
         }
@@ -262,6 +355,12 @@ async fn down_locked(
                 break;
             }
         }
+    }
+    if !report.steps.is_empty() {
+        // `down` does not revert repeatable migrations, but the down scripts may have dropped
+        // what they created (a view goes with its table's `DROP ... CASCADE`); repeatables are
+        // written to be applied again, so the next `up` does.
+        engine.forget_repeatables(run).await?;
     }
     Ok(())
 }
@@ -428,6 +527,7 @@ fn step(
     StepOutcome {
         version,
         name: name.to_string(),
+        repeatable: false,
         direction,
         duration_ms: elapsed.as_millis() as u64,
         no_transaction,
@@ -439,6 +539,7 @@ fn failure(version: i64, name: &str, e: Error) -> StepFailure {
     StepFailure {
         version,
         name: name.to_string(),
+        repeatable: false,
         exit_code: e.exit_code(),
         message: e.to_string(),
     }

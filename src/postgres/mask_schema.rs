@@ -14,7 +14,7 @@ use crate::mask::plan::{ForeignKey, PgColumn, PgTableShape};
 use crate::mask::{PgMask, Rules};
 use crate::postgres::dump::PgDatasetExtra;
 use crate::postgres::inspect::{db_error, TableInfo};
-use crate::postgres::migrate::{COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE};
+use crate::postgres::migrate::{COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE, REPEATABLE_TABLE};
 use crate::postgres::restore::archive_meta;
 use crate::postgres::script;
 
@@ -138,7 +138,7 @@ fn table_shape(
         schema: schema.to_string(),
         name: name.to_string(),
         columns,
-        bookkeeping: [REFINERY_TABLE, COMPANION_TABLE, LOG_TABLE].contains(&name),
+        bookkeeping: [REFINERY_TABLE, COMPANION_TABLE, LOG_TABLE, REPEATABLE_TABLE].contains(&name),
     }
 }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 use dbkeeper::config::LintOnUp;
 use dbkeeper::error::{Error, Result};
 use dbkeeper::migrate::lint::{self, LintReport};
-use dbkeeper::migrate::plan_up;
+use dbkeeper::migrate::{plan_up, repeatable};
 use dbkeeper::{Engine, ExitCode};
 
 use super::{Context, Output};
@@ -27,7 +27,9 @@ pub(super) fn lint(ctx: &Context<'_>, out: Output) -> Result<ExitCode> {
         .iter()
         .map(|&engine| {
             let files: Vec<_> = ctx.files(engine).iter().collect();
-            let report = lint::lint(engine, &files);
+            let mut report = lint::lint(engine, &files);
+            let repeatables: Vec<_> = ctx.repeatables(engine).iter().collect();
+            lint::lint_repeatables(&mut report, engine, &repeatables);
             EngineLint {
                 engine,
                 directory: ctx.dir(engine),
@@ -82,7 +84,11 @@ pub(super) async fn before_up(ctx: &Context<'_>, to: Option<i64>) -> Result<()> 
         let Ok(pending) = plan_up(files, &history, to) else {
             continue;
         };
-        let report = lint::lint(engine, &pending);
+        let mut report = lint::lint(engine, &pending);
+        if let Ok(recorded) = migrator.read_repeatables().await {
+            let changed = repeatable::plan(ctx.repeatables(engine), &recorded);
+            lint::lint_repeatables(&mut report, engine, &changed);
+        }
         for f in &report.findings {
             tracing::warn!("lint: {}", f.render());
         }

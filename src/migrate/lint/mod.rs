@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::model::Migration;
+use super::repeatable::Repeatable;
 use crate::error::Engine;
 
 /// How serious a finding is. Errors make `migrate lint` exit 1 and, with
@@ -90,22 +91,35 @@ impl LintReport {
 pub fn lint(engine: Engine, migrations: &[&Migration]) -> LintReport {
     let mut report = LintReport::default();
     for m in migrations {
-        let raw = match engine {
-            Engine::Postgres => sql::lint(&m.up, m.no_transaction),
-            Engine::Mongo => mongo::lint(&m.up),
-        };
-        let directives = match engine {
-            Engine::Postgres => ignore::sql_directives(&m.up),
-            Engine::Mongo => ignore::json_directives(&m.up),
-        };
-        let (kept, ignored) = ignore::apply(raw, directives);
-        report.files += 1;
-        report.ignored += ignored;
-        report
-            .findings
-            .extend(kept.into_iter().map(|raw| raw.in_file(m.up_path.clone())));
+        report.add(engine, &m.up, m.no_transaction, &m.up_path);
     }
     report
+}
+
+/// Lints `repeatables` too (they run in a transaction, like a versioned migration without
+/// the no-transaction directive).
+pub fn lint_repeatables(report: &mut LintReport, engine: Engine, repeatables: &[&Repeatable]) {
+    for r in repeatables {
+        report.add(engine, &r.script, false, &r.path);
+    }
+}
+
+impl LintReport {
+    fn add(&mut self, engine: Engine, script: &str, no_transaction: bool, path: &std::path::Path) {
+        let raw = match engine {
+            Engine::Postgres => sql::lint(script, no_transaction),
+            Engine::Mongo => mongo::lint(script),
+        };
+        let directives = match engine {
+            Engine::Postgres => ignore::sql_directives(script),
+            Engine::Mongo => ignore::json_directives(script),
+        };
+        let (kept, ignored) = ignore::apply(raw, directives);
+        self.files += 1;
+        self.ignored += ignored;
+        self.findings
+            .extend(kept.into_iter().map(|raw| raw.in_file(path.to_path_buf())));
+    }
 }
 
 /// A finding before it is tied to a file: rules work on text.

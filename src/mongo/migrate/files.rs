@@ -21,13 +21,21 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::migrate::{discover, Migration, MigrationSource};
+use crate::migrate::{discover, repeatable, Migration, MigrationSource};
 
 pub const FILE_EXTENSION: &str = "json";
 
 /// Reads every `V{n}__{name}.json` (and its `.down.json`) in `dir`, parsing both so that a bad
 /// file fails `status`, `validate` and `up` before anything touches the database.
 pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
+    if let Some(r) = repeatable::load(dir, FILE_EXTENSION)?.first() {
+        // Refused rather than ignored: a file the operator expects to run must not be skipped.
+        return Err(Error::bad_input(
+            r.path.display().to_string(),
+            "repeatable migrations (R__) are supported for PostgreSQL only; put the commands \
+             (e.g. `collMod` of a view or validator) in a versioned V{n}__{name}.json file",
+        ));
+    }
     discover(dir, FILE_EXTENSION)?
         .into_iter()
         .map(load_one)

@@ -13,7 +13,7 @@ use siphasher::sip::SipHasher13;
 
 use super::script::{self, NO_TRANSACTION_DIRECTIVE};
 use crate::error::{Error, Result};
-use crate::migrate::{discover, Layout, Migration, MigrationSource};
+use crate::migrate::{discover, repeatable, Layout, Migration, MigrationSource, Repeatable};
 
 pub const FILE_EXTENSION: &str = "sql";
 
@@ -29,6 +29,26 @@ pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
     let sources = discover(dir, FILE_EXTENSION)?;
     let wide = sources.iter().any(|s| s.version > i64::from(i32::MAX));
     sources.into_iter().map(|s| load_one(s, wide)).collect()
+}
+
+/// Reads every repeatable `R__{name}.sql` in `dir`. Each runs in one transaction with its
+/// record, so it may neither control the transaction nor ask to run outside one.
+pub fn load_repeatables(dir: &Path) -> Result<Vec<Repeatable>> {
+    let found = repeatable::load(dir, FILE_EXTENSION)?;
+    for r in &found {
+        if script::has_no_transaction_directive(&r.script) {
+            return Err(Error::bad_input(
+                format!("{}:1", r.path.display()),
+                format!(
+                    "`{NO_TRANSACTION_DIRECTIVE}` is not allowed in a repeatable migration: it runs \
+                     in one transaction with its record so that a failure leaves nothing behind. \
+                     Move statements that cannot run in a transaction into a versioned migration"
+                ),
+            ));
+        }
+        refuse_transaction_control(&r.path, &r.script)?;
+    }
+    Ok(found)
 }
 
 fn load_one(source: MigrationSource, wide: bool) -> Result<Migration> {

@@ -9,6 +9,9 @@
 //!   down script captured at apply time, timings, who ran it and the run id.
 //! - `dbkeeper_schema_log`: an append-only audit trail of every apply, revert, baseline and
 //!   repair, so a `repair` is never silent.
+//! - `dbkeeper_schema_repeatable`: the checksum each repeatable (`R__`) migration was last
+//!   applied with. Created with the first repeatable applied, so a database without them has
+//!   exactly the tables it had before they existed.
 //!
 //! All three live in the schema that was current when dbkeeper connected (where refinery's
 //! unqualified name resolves), and are always schema-qualified so a migration that changes
@@ -19,12 +22,14 @@ use time::format_description::well_known::Rfc3339;
 use tokio_postgres::GenericClient;
 
 use crate::error::{Engine, Error, Result};
-use crate::migrate::{AppliedMigration, AppliedState, RunInfo};
+use crate::migrate::repeatable;
+use crate::migrate::{AppliedMigration, AppliedRepeatable, AppliedState, RunInfo};
 use crate::postgres::connect::describe_error;
 
 pub const REFINERY_TABLE: &str = "refinery_schema_history";
 pub const COMPANION_TABLE: &str = "dbkeeper_schema_history";
 pub const LOG_TABLE: &str = "dbkeeper_schema_log";
+pub const REPEATABLE_TABLE: &str = "dbkeeper_schema_repeatable";
 
 /// The companion table's `state` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,7 @@ pub struct Tables {
     refinery: String,
     companion: String,
     log: String,
+    repeatable: String,
 }
 
 impl Tables {
@@ -62,6 +68,7 @@ impl Tables {
             refinery: format!("{schema}.{REFINERY_TABLE}"),
             companion: format!("{schema}.{COMPANION_TABLE}"),
             log: format!("{schema}.{LOG_TABLE}"),
+            repeatable: format!("{schema}.{REPEATABLE_TABLE}"),
         }
     }
 
@@ -220,6 +227,102 @@ impl Tables {
                 }
             })
             .collect())
+    }
+
+    /// The repeatable migrations' records, by name. Reads only; an absent table means none.
+    pub async fn read_repeatables(
+        &self,
+        client: &impl GenericClient,
+    ) -> Result<Vec<AppliedRepeatable>> {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&self.repeatable])
+            .await
+            .map_err(|e| db_error(&format!("looking for {REPEATABLE_TABLE}"), &e))?
+            .get(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT name, checksum, applied_on::text FROM {} ORDER BY name",
+                    self.repeatable
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| db_error(&format!("reading {REPEATABLE_TABLE}"), &e))?;
+        Ok(rows
+            .iter()
+            .map(|row| AppliedRepeatable {
+                name: row.get(0),
+                checksum: row.get(1),
+                applied_on: row.get(2),
+            })
+            .collect())
+    }
+
+    /// Records that a repeatable migration was applied with `checksum` (in the transaction that
+    /// ran it), creating the table the first time.
+    pub async fn record_repeatable(
+        &self,
+        client: &impl GenericClient,
+        name: &str,
+        checksum: &str,
+        duration_ms: i64,
+        run: &RunInfo,
+    ) -> Result<()> {
+        let context = format!(
+            "recording {} in {REPEATABLE_TABLE}",
+            repeatable::label(name)
+        );
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    name text PRIMARY KEY,
+                    checksum text NOT NULL,
+                    applied_on timestamptz NOT NULL,
+                    duration_ms bigint NOT NULL,
+                    applied_by text NOT NULL,
+                    run_id text NOT NULL
+                )",
+                self.repeatable
+            ))
+            .await
+            .map_err(|e| db_error(&context, &e))?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {} (name, checksum, applied_on, duration_ms, applied_by, run_id)
+                     VALUES ($1, $2, clock_timestamp(), $3, $4, $5)
+                     ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,
+                        applied_on = EXCLUDED.applied_on, duration_ms = EXCLUDED.duration_ms,
+                        applied_by = EXCLUDED.applied_by, run_id = EXCLUDED.run_id",
+                    self.repeatable
+                ),
+                &[&name, &checksum, &duration_ms, &run.actor, &run.run_id],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| db_error(&context, &e))
+    }
+
+    /// Forgets every repeatable's record (the next `up` applies them all again). Returns how
+    /// many were forgotten.
+    pub async fn forget_repeatables(&self, client: &impl GenericClient) -> Result<u64> {
+        let context = format!("clearing {REPEATABLE_TABLE}");
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&self.repeatable])
+            .await
+            .map_err(|e| db_error(&context, &e))?
+            .get(0);
+        if !exists {
+            return Ok(0);
+        }
+        client
+            .execute(&format!("DELETE FROM {}", self.repeatable), &[])
+            .await
+            .map_err(|e| db_error(&context, &e))
     }
 
     /// The row refinery's runner would insert for this migration.

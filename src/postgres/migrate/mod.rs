@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Engine, Error, Result};
-use crate::migrate::{AppliedMigration, Migration, MigrationEngine, RepairAction, RunInfo};
+use crate::migrate::{
+    AppliedMigration, AppliedRepeatable, Migration, MigrationEngine, RepairAction, Repeatable,
+    RunInfo,
+};
 use crate::postgres::connect::describe_error;
 use crate::postgres::PgTarget;
 use history::{db_error, CompanionRow, State, Tables};
 
-pub use files::{checksum, load_migrations, FILE_EXTENSION};
-pub use history::{COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE};
+pub use files::{checksum, load_migrations, load_repeatables, FILE_EXTENSION};
+pub use history::{COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE, REPEATABLE_TABLE};
 pub use lock::MIGRATION_LOCK_KEY;
 pub use script::NO_TRANSACTION_DIRECTIVE;
 
@@ -414,6 +417,72 @@ impl MigrationEngine for PgMigrator {
         tx.commit()
             .await
             .map_err(|e| db_error("committing the repair", &e))
+    }
+
+    async fn read_repeatables(&mut self) -> Result<Vec<AppliedRepeatable>> {
+        match &self.tables {
+            Some(tables) => tables.read_repeatables(&self.client).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn apply_repeatable(&mut self, r: &Repeatable, run: &RunInfo) -> Result<()> {
+        self.ensure_tables().await?;
+        let tables = self.tables()?.clone();
+        let label = r.label();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        let result = async {
+            let started = Instant::now();
+            run_script(&tx, &r.path.display().to_string(), &r.script).await?;
+            let duration_ms = started.elapsed().as_millis() as i64;
+            tables
+                .record_repeatable(&tx, &r.name, &r.checksum, duration_ms, run)
+                .await?;
+            let detail = format!("checksum {}", r.checksum);
+            tables
+                .log(&tx, 0, &label, "apply_repeatable", Some(&detail), run)
+                .await
+        }
+        .await;
+        commit_or_undo(
+            tx,
+            result,
+            &format!("committing {label}"),
+            &format!(
+                "{label} was rolled back and left nothing behind (its previous version, if any, \
+                 stays in place); migrations before it stay applied. Fix the file and run \
+                 `dbkeeper migrate up` again"
+            ),
+        )
+        .await
+    }
+
+    async fn forget_repeatables(&mut self, run: &RunInfo) -> Result<()> {
+        let Some(tables) = self.tables.clone() else {
+            return Ok(());
+        };
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_error("starting a transaction", &e))?;
+        let forgotten = tables.forget_repeatables(&tx).await?;
+        if forgotten > 0 {
+            let detail = format!(
+                "{forgotten} repeatable migration record(s) cleared after a rollback; the next up \
+                 applies them again"
+            );
+            tables
+                .log(&tx, 0, "R__*", "forget_repeatables", Some(&detail), run)
+                .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| db_error("committing the cleared repeatable records", &e))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::postgres::inspect::{quote_ident, server_major};
 use crate::postgres::tools::{find_tool, pg_dump_schema_now, PgTool};
 use crate::postgres::PgTarget;
 
-use super::history::{db_error, COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE};
+use super::history::{db_error, COMPANION_TABLE, LOG_TABLE, REFINERY_TABLE, REPEATABLE_TABLE};
 
 /// A database created for one test run. Dropped by [`PgScratch::drop_database`]; a test that
 /// fails can keep it for inspection.
@@ -60,6 +60,7 @@ impl SchemaSnapshot for PgScratch {
                 REFINERY_TABLE,
                 COMPANION_TABLE,
                 LOG_TABLE,
+                REPEATABLE_TABLE,
                 &format!("{LOG_TABLE}_id_seq"),
             ],
         )
