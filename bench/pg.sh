@@ -5,6 +5,9 @@
 # /dev/null (reading the data once).
 #
 #   bench/pg.sh [SCALE] [RUNS]        (defaults: SCALE=0.2, RUNS=3)
+#   DBKEEPER_BENCH_BACKUP_ONLY=1 bench/pg.sh ...   (backups only: floor, zstd, encrypted, gzip,
+#                                                    pg_dump; for quick iterations)
+#   DBKEEPER_BENCH_BIN=target/debug/dbkeeper ...   (time this binary instead of a release build)
 #
 # Generates a dataset with SQL (about 500 MB of tables at scale 1), then alternates the tools
 # run by run so both see the same machine load, and reports the median wall time of each, the
@@ -13,17 +16,21 @@
 # What is timed (docs/performance.md explains the choices):
 #   copy_floor      `COPY table TO STDOUT` of every table into /dev/null, JOBS psql at a time
 #                   (the raw floor a backup cannot beat);
-#   dbk_backup      dbkeeper backup --jobs JOBS (archive written and committed);
+#   dbk_backup      dbkeeper backup --jobs JOBS (archive written and committed; zstd, the default);
+#   dbk_backup_enc  the same, encrypted to an age recipient (--recipient age1...);
+#   dbk_backup_gzip the same with --compression gzip (the previous default);
 #   pg_dump         pg_dump -Fd -j JOBS;
 #   dbk_restore     dbkeeper restore --jobs JOBS into a database it creates, archive check (V0)
 #                   and exact count(*) verification included;
 #   dbk_restore_nv  the same with --no-verify (pg_restore verifies nothing);
+#   dbk_restore_enc the encrypted archive's restore --no-verify (--identity KEY);
+#   dbk_restore_gz  the gzip archive's restore --no-verify (what restore cost before zstd);
 #   pg_restore      CREATE DATABASE + pg_restore -j JOBS (dbkeeper creates its database too);
 #   dbk_verify      dbkeeper verify (V0 + V1) of the archive.
 # Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a server whose database
 # part of the URL is a maintenance database (e.g. .../postgres); it creates and drops
-# dbk_bench_* databases there (restore targets named ${DBKEEPER_BENCH_TAG:-dbk_bench}_r1/_r2/_r3, so
-# two people can run it on one server at once). Builds dbkeeper in release mode.
+# dbk_bench_* databases there (source ${DBKEEPER_BENCH_TAG:-dbk_bench}_src, restore targets
+# ..._r1 to _r5, so two people can run it on one server at once). Builds dbkeeper in release mode.
 #
 # Not a test: numbers depend on the machine; a shared 2-core box is noisy, so compare ratios
 # from one run, not absolute times across runs.
@@ -35,10 +42,13 @@ JOBS=${DBKEEPER_BENCH_JOBS:-2}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 URL=${DBKEEPER_BENCH_PG_URL:-${DBKEEPER_TEST_PG_URL:?set DBKEEPER_BENCH_PG_URL or DBKEEPER_TEST_PG_URL}}
 BASE=${URL%/*}
-SRC=dbk_bench_src
+SRC=${DBKEEPER_BENCH_TAG:-dbk_bench}_src
+BACKUP_ONLY=${DBKEEPER_BENCH_BACKUP_ONLY:-0}
 R1=${DBKEEPER_BENCH_TAG:-dbk_bench}_r1
 R2=${DBKEEPER_BENCH_TAG:-dbk_bench}_r2
 R3=${DBKEEPER_BENCH_TAG:-dbk_bench}_r3
+R4=${DBKEEPER_BENCH_TAG:-dbk_bench}_r4
+R5=${DBKEEPER_BENCH_TAG:-dbk_bench}_r5
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dbk-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -46,9 +56,16 @@ log() { printf '==> %s\n' "$*" >&2; }
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -d "$URL" "$@"; }
 drop_db() { psql_admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null; }
 
-log "building dbkeeper (release)"
-(cd "$ROOT" && cargo build --release --quiet)
-DBK="$ROOT/target/release/dbkeeper"
+if [[ -n ${DBKEEPER_BENCH_BIN:-} ]]; then
+    DBK=$DBKEEPER_BENCH_BIN     # e.g. a debug build when a release build is out of reach
+else
+    log "building dbkeeper (release)"
+    (cd "$ROOT" && cargo build --release --quiet)
+    DBK="$ROOT/target/release/dbkeeper"
+fi
+# A throwaway age key for the encrypted backup (deleted with $WORK).
+age-keygen -o "$WORK/key.txt" 2>/dev/null
+RECIPIENT=$(age-keygen -y "$WORK/key.txt")
 
 if [[ "$(psql -X -At -d "$URL" -c "SELECT 1 FROM pg_database WHERE datname = '$SRC'")" != 1 ||
       "$(psql -X -At -d "$BASE/$SRC" -c "SELECT value FROM bench_meta WHERE key = 'scale'" 2>/dev/null)" != "$SCALE" ]]; then
@@ -132,14 +149,25 @@ export -f copy_floor; export JOBS BASE SRC TABLES
 
 for run in $(seq 1 "$RUNS"); do
     log "run $run/$RUNS"
-    rm -rf "$WORK/dbk" "$WORK/pgd"
-    mkdir -p "$WORK/dbk"
+    rm -rf "$WORK/dbk" "$WORK/enc" "$WORK/gz" "$WORK/pgd"
+    mkdir -p "$WORK/dbk" "$WORK/enc" "$WORK/gz"
     time_it copy_floor bash -c copy_floor
     time_it dbk_backup "$DBK" --pg-url "$BASE/$SRC" backup --jobs "$JOBS" --output "$WORK/dbk"
+    time_it dbk_backup_enc "$DBK" --pg-url "$BASE/$SRC" backup --jobs "$JOBS" \
+        --recipient "$RECIPIENT" --output "$WORK/enc"
+    time_it dbk_backup_gzip "$DBK" --pg-url "$BASE/$SRC" backup --jobs "$JOBS" \
+        --compression gzip --output "$WORK/gz"
     time_it pg_dump pg_dump -Fd -j "$JOBS" -f "$WORK/pgd" -d "$BASE/$SRC"
     archive=$(ls "$WORK"/dbk/*.dbk.tar)
+    enc_archive=$(ls "$WORK"/enc/*.dbk.tar)
+    gz_archive=$(ls "$WORK"/gz/*.dbk.tar)
+    if [[ $run == 1 ]]; then
+        log "archive zstd $(du -h "$archive" | cut -f1), encrypted $(du -h "$enc_archive" | cut -f1), gzip $(du -h "$gz_archive" | cut -f1), pg_dump -Fd $(du -sh "$WORK/pgd" | cut -f1)"
+        stat -c '%s' "$archive" "$enc_archive" "$gz_archive" >"$WORK/sizes.txt"
+    fi
+    [[ $BACKUP_ONLY == 1 ]] && continue
 
-    drop_db "$R1"; drop_db "$R2"; drop_db "$R3"
+    drop_db "$R1"; drop_db "$R2"; drop_db "$R3"; drop_db "$R4"; drop_db "$R5"
     # Restore verifies counts (V2) by default; its report says how long that took.
     OUT="$WORK/restore.$run.json" time_it dbk_restore "$DBK" --pg-url "$BASE/$R1" \
         restore --jobs "$JOBS" --json "$archive"
@@ -148,6 +176,9 @@ for run in $(seq 1 "$RUNS"); do
     time_it pg_restore bash -c 'psql -X -q -v ON_ERROR_STOP=1 -d "$1" -c "CREATE DATABASE $5" &&
         pg_restore -j "$2" -d "$3" "$4"' _ "$URL" "$JOBS" "$BASE/$R2" "$WORK/pgd" "$R2"
     time_it dbk_restore_nv "$DBK" --pg-url "$BASE/$R3" restore --no-verify --jobs "$JOBS" "$archive"
+    time_it dbk_restore_enc "$DBK" --pg-url "$BASE/$R4" restore --no-verify --jobs "$JOBS" \
+        --identity "$WORK/key.txt" "$enc_archive"
+    time_it dbk_restore_gz "$DBK" --pg-url "$BASE/$R5" restore --no-verify --jobs "$JOBS" "$gz_archive"
     time_it dbk_verify "$DBK" verify --jobs "$JOBS" "$archive"
     # --deep: V0+V1 offline, then every row of the restored database re-read and digested.
     OUT="$WORK/deep.$run.json" time_it dbk_verify_deep "$DBK" --pg-url "$BASE/$R1" \
@@ -156,34 +187,45 @@ for run in $(seq 1 "$RUNS"); do
     psql -X -At -d "$BASE/$R1" -c "SELECT format('COPY %I.%I TO STDOUT;', schemaname, tablename)
         FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')" >"$WORK/copy.sql"
     time_it raw_copy psql -X -q -d "$BASE/$R1" -f "$WORK/copy.sql"
-    if [[ $run == 1 ]]; then
-        log "archive $(du -h "$archive" | cut -f1), pg_dump -Fd $(du -sh "$WORK/pgd" | cut -f1)"
-    fi
 done
-drop_db "$R1"; drop_db "$R2"; drop_db "$R3"
+drop_db "$R1"; drop_db "$R2"; drop_db "$R3"; drop_db "$R4"; drop_db "$R5"
 
-python3 - "$WORK/results.txt" "$SCALE" "$JOBS" "$WORK" <<'PY'
+python3 - "$WORK/results.txt" "$SCALE" "$JOBS" "$WORK" "$BACKUP_ONLY" <<'PY'
 import glob, json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
+sizes = [int(l) for l in open(sys.argv[4] + "/sizes.txt")]
 t = {}; rss = {}
 for name, secs, kb in rows:
     t.setdefault(name, []).append(float(secs)); rss[name] = max(rss.get(name, 0), int(kb))
 med = {k: statistics.median(v) for k, v in t.items()}
 print(f"scale {sys.argv[2]}, jobs {sys.argv[3]}, {len(t['dbk_backup'])} alternating runs (median wall seconds, max peak RSS)")
-for k in ["copy_floor", "dbk_backup", "pg_dump", "dbk_restore", "dbk_restore_nv", "pg_restore",
-          "dbk_verify", "dbk_verify_deep", "raw_copy"]:
-    print(f"  {k:15} {med[k]:7.2f} s   {rss[k] / 1024:6.1f} MiB")
+for k in ["copy_floor", "dbk_backup", "dbk_backup_enc", "dbk_backup_gzip", "pg_dump", "dbk_restore",
+          "dbk_restore_nv", "dbk_restore_enc", "dbk_restore_gz", "pg_restore", "dbk_verify",
+          "dbk_verify_deep", "raw_copy"]:
+    if k in med:
+        print(f"  {k:15} {med[k]:7.2f} s   {rss[k] / 1024:6.1f} MiB")
+print(f"  archive bytes: zstd {sizes[0]}, encrypted {sizes[1]}, gzip {sizes[2]} (zstd/gzip = {sizes[0] / sizes[2]:.2f})")
+print(f"  backup  / raw COPY floor           = {med['dbk_backup'] / med['copy_floor']:.2f} (target <= 1.2)")
+print(f"  encrypted backup / backup          = {med['dbk_backup_enc'] / med['dbk_backup']:.2f} (target <= 1.1)")
+print(f"  gzip backup / raw COPY floor       = {med['dbk_backup_gzip'] / med['copy_floor']:.2f}")
+print(f"  backup  / pg_dump -Fd -j{sys.argv[3]}          = {med['dbk_backup'] / med['pg_dump']:.2f} (target <= 0.7)")
+peak = max(rss[k] for k in med if k.startswith("dbk_")) / 1024
+print(f"  peak RSS of any dbkeeper run       = {peak:.1f} MiB (target < 100)")
+if sys.argv[5] == "1":
+    sys.exit(0)
+print(f"  encrypted restore / restore (both --no-verify) = {med['dbk_restore_enc'] / med['dbk_restore_nv']:.2f}")
+print(f"  restore (zstd) / restore (gzip), both --no-verify = {med['dbk_restore_nv'] / med['dbk_restore_gz']:.2f} (target <= 1.0)")
 counts = statistics.median(json.load(open(f))["postgres"]["verify"]["seconds"]
                            for f in glob.glob(sys.argv[4] + "/restore.*.json"))
 deep = statistics.median(json.load(open(f))["targets"][0]["seconds"]
                          for f in glob.glob(sys.argv[4] + "/deep.*.json"))
-print(f"  backup  / pg_dump -Fd -j{sys.argv[3]}          = {med['dbk_backup'] / med['pg_dump']:.2f} (target <= 0.7)")
-print(f"  backup  / raw COPY floor           = {med['dbk_backup'] / med['copy_floor']:.2f} (target <= 1.3)")
 print(f"  restore / pg_restore -j{sys.argv[3]}           = {med['dbk_restore'] / med['pg_restore']:.2f} (target <= 0.8)")
 print(f"  restore --no-verify / pg_restore   = {med['dbk_restore_nv'] / med['pg_restore']:.2f}")
 print(f"  counts verify (V2 in restore, {counts:.2f} s) / restore = {counts / med['dbk_restore']:.3f} (target < 0.10)")
 print(f"  --deep V2 ({deep:.2f} s) / raw COPY of all tables    = {deep / med['raw_copy']:.2f} (target <= 1.5)")
 print(f"  whole verify --deep (V0+V1+V2) / raw COPY     = {med['dbk_verify_deep'] / med['raw_copy']:.2f}")
 PY
-log "dbkeeper restore phases (seconds, one line per run):"
-cat "$WORK/phases.txt" >&2
+if [[ $BACKUP_ONLY != 1 ]]; then
+    log "dbkeeper restore phases (seconds, one line per run):"
+    cat "$WORK/phases.txt" >&2
+fi
