@@ -77,35 +77,44 @@ phase() {
 phase generate "$@"
 phase drain "$@" >/dev/null # warm-up: neither side pays for the first read
 : >"$results"
-# The machine is shared and noisy: alternate the two sides of each comparison and keep each
-# side's best time (and its worst peak RSS).
-for _ in 1 2 3; do
+# The machine is shared and noisy: alternate the sides of each comparison run by run and
+# compare medians (and the worst peak RSS). DBKEEPER_BENCH_RUNS backups (default 3), two
+# restores unless DBKEEPER_BENCH_BACKUP_ONLY=1.
+for _ in $(seq 1 "${DBKEEPER_BENCH_RUNS:-3}"); do
     phase drain "$@"
     phase backup "$@"
+    phase backup-encrypted "$@"
 done
-for _ in 1 2; do
-    phase restore "$@"
-    phase insert "$@"
-done
+if [[ ${DBKEEPER_BENCH_BACKUP_ONLY:-0} != 1 ]]; then
+    for _ in 1 2; do
+        phase restore "$@"
+        phase insert "$@"
+    done
+fi
 "$bin" cleanup --url "$url" --archive "$archive" "$@"
 
-awk -v url="$url" '
-    { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[$1, kv[1]] = kv[2] } }
-    $1 ~ /^phase=/ { p = substr($1, 7); s = v[$1, "seconds"] + 0; r = v[$1, "rss_kib"] / 1024
-                     if (!(p in secs) || s < secs[p]) secs[p] = s
-                     if (!(p in rss) || r > rss[p]) rss[p] = r
-                     docs[p] = v[$1, "documents"]; bytes[p] = v[$1, "bytes"] }
-    END {
-        printf "MongoDB backup/restore benchmark (%s; best time of 3 and of 2 runs, worst peak RSS)\n", url
-        printf "  data: %d documents, %.1f MiB of BSON; archive %.1f MiB\n",
-            docs["drain"], bytes["drain"] / 1048576, bytes["backup"] / 1048576
-        printf "  %-18s %7.2f s   peak RSS %6.1f MiB\n", "raw cursor drain", secs["drain"], rss["drain"]
-        printf "  %-18s %7.2f s   peak RSS %6.1f MiB   ratio %.2fx (target <= 1.3x)\n",
-            "dbkeeper backup", secs["backup"], rss["backup"], secs["backup"] / secs["drain"]
-        printf "  %-18s %7.2f s   (documents preloaded, untimed; same batches, jobs, indexes)\n",
-            "raw insert_many", secs["insert"]
-        printf "  %-18s %7.2f s   peak RSS %6.1f MiB   ratio %.2fx (target <= 1.3x)\n",
-            "dbkeeper restore", secs["restore"], rss["restore"], secs["restore"] / secs["insert"]
-        if (docs["backup"] != docs["drain"] || docs["restore"] != docs["drain"] || docs["insert"] != docs["drain"])
-            { print "  MISMATCH: phases saw different document counts"; exit 1 }
-    }' "$results"
+python3 - "$url" "$results" <<'PY'
+import statistics, sys
+url, path = sys.argv[1], sys.argv[2]
+secs, rss, docs, size = {}, {}, {}, {}
+for line in open(path):
+    kv = dict(f.split("=", 1) for f in line.split())
+    p = kv["phase"]
+    secs.setdefault(p, []).append(float(kv["seconds"]))
+    rss[p] = max(rss.get(p, 0), int(kv["rss_kib"]) / 1024)
+    docs.setdefault(p, set()).add(int(kv["documents"]))
+    size[p] = int(kv["bytes"])
+med = {p: statistics.median(v) for p, v in secs.items()}
+print(f"MongoDB backup/restore benchmark ({url}; medians of {len(secs['drain'])} alternating runs, worst peak RSS)")
+print(f"  data: {max(docs['drain'])} documents, {size['drain'] / 1048576:.1f} MiB of BSON; archive {size['backup'] / 1048576:.1f} MiB, encrypted {size['backup-encrypted'] / 1048576:.1f} MiB")
+print(f"  {'raw cursor drain':18} {med['drain']:7.2f} s   peak RSS {rss['drain']:6.1f} MiB")
+print(f"  {'dbkeeper backup':18} {med['backup']:7.2f} s   peak RSS {rss['backup']:6.1f} MiB   ratio {med['backup'] / med['drain']:.2f}x (target <= 1.15x)")
+print(f"  {'encrypted backup':18} {med['backup-encrypted']:7.2f} s   peak RSS {rss['backup-encrypted']:6.1f} MiB   ratio to backup {med['backup-encrypted'] / med['backup']:.2f}x (target <= 1.1x)")
+print("  runs (s): " + "; ".join(f"{p} " + " ".join(f"{x:.2f}" for x in secs[p]) for p in ["drain", "backup", "backup-encrypted"]))
+if "restore" in med:
+    print(f"  {'raw insert_many':18} {med['insert']:7.2f} s   (documents preloaded, untimed; same batches, jobs, indexes)")
+    print(f"  {'dbkeeper restore':18} {med['restore']:7.2f} s   peak RSS {rss['restore']:6.1f} MiB   ratio {med['restore'] / med['insert']:.2f}x (target <= 1.3x)")
+if len(set().union(*docs.values())) != 1:
+    print("  MISMATCH: phases saw different document counts")
+    sys.exit(1)
+PY

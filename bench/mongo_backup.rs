@@ -3,12 +3,15 @@
 //!
 //! - backup: `mongo::dump` (prepare + run into an archive file) vs a raw cursor drain of the
 //!   same collections with the same parallelism (every document fetched, nothing kept);
+//!   backup-encrypted: the same backup encrypted to a fresh age recipient (what encryption
+//!   costs: its ratio to backup);
 //! - restore: `mongo::restore` (V0 check + create + raw inserts + indexes) vs a raw unordered
 //!   `insert_many` of the same documents, preloaded in memory (untimed), with the same 16 MiB
 //!   batches, parallelism and secondary indexes (same end state).
 //!
 //! Usage: mongo_backup PHASE [--url URL] [--documents N] [--collections N] [--jobs N]
-//!        [--archive PATH], PHASE one of generate, drain, backup, restore, insert, cleanup.
+//!        [--archive PATH], PHASE one of generate, drain, backup, backup-encrypted, restore,
+//!        insert, cleanup.
 //! Each phase prints one `phase=... seconds=... documents=... bytes=...` line on stdout.
 
 use std::collections::VecDeque;
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use dbkeeper::archive::chunk::Encoding;
 use dbkeeper::archive::codec::{Codec, Compression};
+use dbkeeper::archive::crypt::{RecipientKey, Sealer};
 use dbkeeper::archive::reader::VerifiedArchive;
 use dbkeeper::archive::writer::ArchiveWriter;
 use dbkeeper::archive::{Header, Manifest};
@@ -213,10 +217,16 @@ async fn raw_drain(client: &Client, args: &Args, snapshot: bool) -> (u64, u64) {
         .fold((0, 0), |(d, b), (d2, b2)| (d + d2, b + b2))
 }
 
-async fn dbkeeper_dump(target: &MongoTarget, archive: &Path, args: &Args) -> u64 {
+async fn dbkeeper_dump(target: &MongoTarget, archive: &Path, args: &Args, encrypt: bool) -> u64 {
+    let mut encoding = Encoding::new(Compression::new(args.codec, args.compression_level).unwrap());
+    if encrypt {
+        let public = age::x25519::Identity::generate().to_public().to_string();
+        let recipient = RecipientKey::parse(&public, "bench recipient").unwrap();
+        encoding.seal = Some(Arc::new(Sealer::to_recipients(vec![recipient]).unwrap()));
+    }
     let options = DumpOptions {
         jobs: args.jobs,
-        encoding: Encoding::new(Compression::new(args.codec, args.compression_level).unwrap()),
+        encoding,
         ..DumpOptions::default()
     };
     let t0 = Instant::now();
@@ -224,6 +234,9 @@ async fn dbkeeper_dump(target: &MongoTarget, archive: &Path, args: &Args) -> u64
     let t_prepare = t0.elapsed();
     let header = Header::new(chrono::Utc::now(), vec![prepared.source().clone()]);
     let mut writer = ArchiveWriter::create_file(archive, &header).unwrap();
+    if let Some(sealer) = &options.encoding.seal {
+        writer.encrypt_with(sealer.clone()).unwrap();
+    }
     let dumped = prepared.run(&mut writer).await.unwrap();
     let t_run = t0.elapsed();
     let documents = dumped.summary.documents;
@@ -308,6 +321,13 @@ const SOURCE: &str = "dbk_bench_source";
 const RAW_INSERT: &str = "dbk_bench_raw_insert";
 const RESTORED: &str = "dbk_bench_restored";
 
+/// Where backup-encrypted writes (beside the unencrypted archive, deleted after the phase).
+fn encrypted_archive(archive: &Path) -> PathBuf {
+    let mut name = archive.as_os_str().to_os_string();
+    name.push(".encrypted");
+    PathBuf::from(name)
+}
+
 fn report(phase: &str, elapsed: Duration, documents: u64, bytes: u64) {
     println!(
         "phase={phase} seconds={:.3} documents={documents} bytes={bytes}",
@@ -338,9 +358,17 @@ async fn main() {
         }
         "backup" => {
             let _ = std::fs::remove_file(&args.archive);
-            let documents = dbkeeper_dump(&target(SOURCE), &args.archive, &args).await;
+            let documents = dbkeeper_dump(&target(SOURCE), &args.archive, &args, false).await;
             let bytes = std::fs::metadata(&args.archive).unwrap().len();
             report("backup", started.elapsed(), documents, bytes);
+        }
+        "backup-encrypted" => {
+            let archive = encrypted_archive(&args.archive);
+            let _ = std::fs::remove_file(&archive);
+            let documents = dbkeeper_dump(&target(SOURCE), &archive, &args, true).await;
+            let bytes = std::fs::metadata(&archive).unwrap().len();
+            let _ = std::fs::remove_file(&archive);
+            report("backup-encrypted", started.elapsed(), documents, bytes);
         }
         "restore" => {
             client.database(RESTORED).drop().await.unwrap();
@@ -369,7 +397,10 @@ async fn main() {
             let _ = std::fs::remove_file(&args.archive);
         }
         other => {
-            panic!("unknown phase {other:?}: generate, drain, backup, restore, insert or cleanup")
+            panic!(
+                "unknown phase {other:?}: generate, drain, backup, backup-encrypted, restore, \
+                 insert or cleanup"
+            )
         }
     }
 }

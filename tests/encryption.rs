@@ -393,3 +393,125 @@ async fn passphrase_archives_stream_to_stdout_and_refuse_a_wrong_passphrase() {
         .get(0);
     assert_eq!(n, 500);
 }
+
+/// `list` of an encrypted archive: without a key it says the details need the identity (and
+/// shows no counts); with `--identity`, `DBKEEPER_IDENTITY_FILE` or `[encryption]
+/// identity_file` it shows them; a key for other recipients or a passphrase archive opened with
+/// the wrong passphrase only hides that archive's counts; a malformed identity file is exit 2.
+#[tokio::test]
+async fn list_shows_an_encrypted_archives_counts_only_with_its_key() {
+    let (pg, mongo) = (PgTestDb::create().await, MongoTestDb::create().await);
+    seed(&pg, &mongo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, public) = keygen(dir.path(), "key.txt");
+    let (other, other_public) = keygen(dir.path(), "other.txt");
+    backup(dir.path(), &pg, &mongo, &["--recipient", &public]);
+
+    let list_json = |args: &[&str], env: Option<(&str, &Path)>| {
+        let mut cmd = dbkeeper(dir.path());
+        cmd.args(["list", ".", "--json"]).args(args);
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_no_secret(&out, &[&secret_of(&identity), &secret_of(&other)]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["archives"][0].clone()
+    };
+
+    let locked = list_json(&[], None);
+    assert_eq!(locked["encrypted"], true);
+    assert!(
+        locked["locked"]
+            .as_str()
+            .unwrap()
+            .contains("need the identity: pass --identity FILE"),
+        "{locked}"
+    );
+    assert_eq!(locked["rows"], serde_json::json!({}));
+    let text = dbkeeper(dir.path()).args(["list", "."]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("encrypted (details need the identity"),
+        "{text}"
+    );
+    assert!(!text.contains("rows"), "{text}");
+
+    let id = identity.to_str().unwrap();
+    for opened in [
+        list_json(&["--identity", id], None),
+        list_json(&[], Some(("DBKEEPER_IDENTITY_FILE", &identity))),
+    ] {
+        assert!(opened.get("locked").is_none(), "{opened}");
+        assert_eq!(opened["rows"]["postgres"], 500, "{opened}");
+        assert_eq!(opened["rows"]["mongo"], 50, "{opened}");
+        assert_eq!(opened["encrypted"], true);
+    }
+    let text = dbkeeper(dir.path())
+        .args(["list", ".", "--identity", id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("postgres 500 rows") && text.contains("mongo 50 docs, encrypted"),
+        "{text}"
+    );
+
+    // The config file's identity_file (relative to the file).
+    std::fs::write(
+        dir.path().join("dbkeeper.toml"),
+        "[encryption]\nidentity_file = \"key.txt\"\n",
+    )
+    .unwrap();
+    assert_eq!(list_json(&[], None)["rows"]["postgres"], 500);
+    std::fs::remove_file(dir.path().join("dbkeeper.toml")).unwrap();
+
+    // Someone else's key: the archive is listed, its counts stay hidden, and list says why.
+    let foreign = list_json(&["--identity", other.to_str().unwrap()], None);
+    let why = foreign["locked"].as_str().unwrap();
+    assert!(
+        why.contains("matches none of its recipients") && why.contains(&public),
+        "{why}"
+    );
+    assert!(!why.contains(&other_public), "{why}");
+    assert_eq!(foreign["rows"], serde_json::json!({}));
+
+    // Not an identity at all: nothing could be opened with it, so it is bad input.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "AGE-SECRET-KEY-1NOTAKEY\n").unwrap();
+    let out = dbkeeper(dir.path())
+        .args(["list", ".", "--identity"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.txt"));
+
+    // A passphrase archive next to it: its own key, and a wrong passphrase only locks it.
+    let passphrase = dir.path().join("pass.txt");
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    backup(
+        dir.path(),
+        &pg,
+        &mongo,
+        &["--passphrase-file", passphrase.to_str().unwrap()],
+    );
+    let wrong = dir.path().join("wrong.txt");
+    std::fs::write(&wrong, "Tr0ub4dor&3\n").unwrap();
+    let newest = list_json(&["--passphrase-file", passphrase.to_str().unwrap()], None);
+    assert_eq!(newest["rows"]["postgres"], 500, "{newest}");
+    let newest = list_json(&["--passphrase-file", wrong.to_str().unwrap()], None);
+    assert!(
+        newest["locked"]
+            .as_str()
+            .unwrap()
+            .contains("passphrase does not open it"),
+        "{newest}"
+    );
+}

@@ -19,6 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::crypt::{
+    EncryptionInfo, Keyring, OpenError, Unlock, KEY_MEMBER, SEALED_MANIFEST_MEMBER,
+};
 use super::manifest::{Header, Manifest};
 use super::reader::{lacks_tar_magic, printable, NOT_AN_ARCHIVE};
 use super::{ARCHIVE_SUFFIX, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER};
@@ -49,9 +52,14 @@ pub struct ArchiveSummary {
     /// Rows (PostgreSQL) / documents (MongoDB) per engine.
     pub rows: BTreeMap<String, u64>,
     pub datasets: usize,
-    /// Encrypted: `rows` and `datasets` are in the encrypted manifest, so they are not shown.
+    /// Encrypted: `rows` and `datasets` are in the encrypted manifest, shown only once it was
+    /// opened with the key ([`reveal`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub encrypted: bool,
+    /// Why an encrypted archive's counts are not shown (no key given, or the key does not open
+    /// it); `None` when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked: Option<String>,
     /// The last passed verification, when the stamp still matches the file.
     pub verified: Option<VerificationStamp>,
 }
@@ -123,6 +131,7 @@ pub fn summary_from(
         rows: BTreeMap::new(),
         datasets: 0,
         encrypted: false,
+        locked: None,
         verified: None,
     };
     match metadata {
@@ -132,18 +141,159 @@ pub fn summary_from(
             summary.finished_at = Some(manifest.finished_at);
             summary.engines = manifest.sources.iter().map(|s| s.engine).collect();
             summary.sources = manifest.sources.iter().map(source_label).collect();
-            summary.datasets = manifest.datasets.len();
             summary.encrypted = manifest.encryption.is_some();
-            for d in manifest.datasets.iter().filter(|d| d.is_table()) {
-                *summary
-                    .rows
-                    .entry(d.engine.as_str().to_string())
-                    .or_default() += d.rows;
+            match &manifest.encryption {
+                Some(info) => summary.locked = Some(needs_key(info)),
+                None => count_datasets(&mut summary, &manifest),
             }
         }
         Err(problem) => summary.problem = Some(problem),
     }
     summary
+}
+
+/// Rows (documents) per engine and the number of datasets, from a full manifest.
+fn count_datasets(summary: &mut ArchiveSummary, manifest: &Manifest) {
+    summary.datasets = manifest.datasets.len();
+    summary.rows.clear();
+    for d in manifest.datasets.iter().filter(|d| d.is_table()) {
+        *summary
+            .rows
+            .entry(d.engine.as_str().to_string())
+            .or_default() += d.rows;
+    }
+}
+
+/// What `list` says instead of an encrypted archive's counts when it has no key.
+fn needs_key(info: &EncryptionInfo) -> String {
+    if info.passphrase {
+        "details need the passphrase: pass --passphrase-file FILE (or DBKEEPER_PASSPHRASE_FILE)"
+            .into()
+    } else {
+        "details need the identity: pass --identity FILE (or DBKEEPER_IDENTITY_FILE, or \
+         [encryption] identity_file)"
+            .into()
+    }
+}
+
+/// Opens a complete, encrypted local archive's encrypted manifest with `unlock` and fills in
+/// the counts `list` shows (rows per engine, datasets). An archive the key does not open (made
+/// for other recipients, another passphrase, damaged) keeps its counts hidden, and `locked`
+/// says why: one archive must not hide the others. Only an identity file that cannot be read or
+/// parsed is an error, since no archive could be opened with it.
+pub fn reveal(summary: &mut ArchiveSummary, unlock: &Unlock) -> Result<()> {
+    if !summary.complete || !summary.encrypted {
+        return Ok(());
+    }
+    match open_sealed_manifest(&summary.path, unlock)? {
+        Ok(full) => {
+            count_datasets(summary, &full);
+            summary.locked = None;
+        }
+        Err(why) => summary.locked = Some(why),
+    }
+    Ok(())
+}
+
+/// The full manifest of an encrypted archive, or why it cannot be read with `unlock`.
+fn open_sealed_manifest(
+    path: &Path,
+    unlock: &Unlock,
+) -> Result<std::result::Result<Manifest, String>> {
+    let (_, clear) = match read_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let Some(info) = clear.encryption.clone() else {
+        return Ok(Err("is not encrypted".into()));
+    };
+    let keyring = match unlock {
+        Unlock::IdentityFile(_) if info.passphrase => {
+            return Ok(Err(
+                "encrypted with a passphrase, not to a recipient: pass --passphrase-file FILE \
+                 to see its details"
+                    .into(),
+            ))
+        }
+        Unlock::IdentityFile(file) => Keyring::from_identity_file(file)?,
+        Unlock::Passphrase(_) if !info.passphrase => {
+            return Ok(Err(format!(
+                "encrypted to recipients ({}), not with a passphrase: pass --identity FILE to \
+                 see its details",
+                info.recipients.join(", ")
+            )))
+        }
+        Unlock::Passphrase(passphrase) => {
+            let key = match read_checked_member(path, &clear, KEY_MEMBER) {
+                Ok(key) => key,
+                Err(problem) => return Ok(Err(problem)),
+            };
+            match Keyring::from_key_member(&key, passphrase) {
+                Ok(keyring) => keyring,
+                Err(_) => return Ok(Err("the passphrase does not open it".into())),
+            }
+        }
+    };
+    let sealed = match read_checked_member(path, &clear, SEALED_MANIFEST_MEMBER) {
+        Ok(sealed) => sealed,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let plain = match keyring.open(&sealed) {
+        Ok(plain) => plain,
+        Err(OpenError::NoMatchingKey) => {
+            return Ok(Err(format!(
+                "the identity matches none of its recipients ({})",
+                info.recipients.join(", ")
+            )))
+        }
+        Err(OpenError::Damaged(why)) => {
+            return Ok(Err(format!(
+                "member {SEALED_MANIFEST_MEMBER} {why}: run dbkeeper verify on it"
+            )))
+        }
+    };
+    Ok(serde_json::from_slice(&plain)
+        .map_err(|e| format!("member {SEALED_MANIFEST_MEMBER} is not a valid manifest: {e}")))
+}
+
+/// One member of a local archive whose size and SHA-256 the (COMMIT-checked) clear manifest
+/// lists, read by walking the tar headers; an error if it is missing or does not match.
+fn read_checked_member(
+    path: &Path,
+    manifest: &Manifest,
+    name: &str,
+) -> std::result::Result<Vec<u8>, String> {
+    let expected = manifest
+        .member(name)
+        .ok_or_else(|| format!("has no member {name}"))?;
+    if expected.size > MAX_METADATA_BYTES {
+        return Err(format!("member {name} is implausibly large"));
+    }
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| format!("not a tar archive: {}", printable(&e.to_string(), 120)))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("unreadable tar entry: {e}"))?;
+        if entry.path_bytes().as_ref() != name.as_bytes() {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(expected.size as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("member {name} is truncated: {e}"))?;
+        if bytes.len() as u64 != expected.size
+            || hex::encode(Sha256::digest(&bytes)) != expected.sha256
+        {
+            return Err(format!(
+                "member {name} does not match its SHA-256 in {MANIFEST_MEMBER}: run dbkeeper \
+                 verify on it"
+            ));
+        }
+        return Ok(bytes);
+    }
+    Err(format!("has no member {name}"))
 }
 
 /// `postgres 127.0.0.1:5432/shop`: the engine, the hosts of the (redacted) URL, the database.

@@ -448,6 +448,10 @@ pub struct ListArgs {
     /// Backup directory [default: backups/]
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    /// With a key, encrypted archives show their counts too
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Args)]
