@@ -388,13 +388,13 @@ async fn json_events_stream_progress_and_cron_output_is_one_line() {
         .get_output()
         .clone();
     let all_events = ndjson_events(&out.stderr);
-    // The data phase, then the comparison with the archive.
+    // The archive check, the data phase, then the comparison with the archive.
     let phases: Vec<&serde_json::Value> = all_events
         .iter()
         .filter(|e| e["event"] == "start")
         .map(|e| &e["phase"])
         .collect();
-    assert_eq!(phases, ["restore", "compare"], "{all_events:?}");
+    assert_eq!(phases, ["check", "restore", "compare"], "{all_events:?}");
     let events: Vec<serde_json::Value> = all_events
         .iter()
         .filter(|e| e["phase"] == "restore")

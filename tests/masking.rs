@@ -636,6 +636,7 @@ async fn restore_masked(
         overwrite_source: false,
         selection: Default::default(),
         schema_only: false,
+        data_only: false,
         mask: Some(masks.0.clone()),
     };
     pg_restore::preflight(archive, targets.0, &pg_options)

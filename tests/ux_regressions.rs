@@ -171,6 +171,8 @@ fn services_env_says_who_reads_its_variables_and_each_is_read() {
         repo_file("tests/common/mod.rs"),
         repo_file("tests/pg_tls.rs"),
         repo_file("tests/s3_storage.rs"),
+        repo_file("tests/s3_auth.rs"),
+        repo_file("tests/az_storage.rs"),
     ]
     .join("\n");
     for line in text.lines().filter(|l| l.starts_with("export ")) {

@@ -269,7 +269,7 @@ mod tests {
         let mut original = ContentDigest::new();
         input
             .iter()
-            .for_each(|d| original.add(&chunk(&[d.clone()])));
+            .for_each(|d| original.add(&chunk(std::slice::from_ref(d))));
         assert_ne!(expected, original);
     }
 }
