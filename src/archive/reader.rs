@@ -204,6 +204,15 @@ impl VerifiedArchive {
         &self.path
     }
 
+    /// The archive's file name (its whole path if it has none), for messages and the
+    /// unfinished-restore marks.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+
     pub fn header(&self) -> &Header {
         &self.header
     }

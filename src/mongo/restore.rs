@@ -209,7 +209,7 @@ async fn check_data_only(db: &Database, target: &MongoTarget, plan: &[Planned]) 
              them out with --exclude, or restore without --data-only",
             target.describe(),
             missing.len(),
-            list_names(&missing)
+            crate::error::name_list(&missing)
         )));
     }
     let mut non_empty = Vec::new();
@@ -237,7 +237,7 @@ async fn check_data_only(db: &Database, target: &MongoTarget, plan: &[Planned]) 
          {} hold documents: {}{}; nothing was changed. Empty them first, leave them out with \
          --exclude, or restore into another database without --data-only",
         target.describe(),
-        list_names(&non_empty),
+        crate::error::name_list(&non_empty),
         restore_mark::refusal_note(&marks)
     )))
 }
@@ -327,7 +327,7 @@ pub async fn restore_database(
         false => clear_conflicts(&db, target, &plan, options.mode).await?,
     };
     let names: Vec<String> = plan.iter().map(|p| p.target_name.clone()).collect();
-    restore_mark::set(&db, &names, &archive_name(archive)).await;
+    restore_mark::set(&db, &names, &archive.file_name()).await;
     let filled = async {
         for item in plan
             .iter()
@@ -514,31 +514,8 @@ async fn refuse_conflicts(db: &Database, target: &MongoTarget, conflicts: &[Stri
          rename them (--ns-from/--ns-to), or pass --mode replace to drop them first",
         target.describe(),
         conflicts.len(),
-        list_names(conflicts)
+        crate::error::name_list(conflicts)
     ))
-}
-
-/// The archive's file name, for the unfinished-restore mark.
-fn archive_name(archive: &VerifiedArchive) -> String {
-    archive
-        .path()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| archive.path().display().to_string())
-}
-
-fn list_names(names: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
 }
 
 /// `create` with the archived options, verbatim (the UUID is not an option: the server assigns

@@ -102,7 +102,7 @@ pub async fn check_target(
             } else {
                 "relations"
             },
-            list(&missing)
+            crate::error::name_list(&missing)
         )));
     }
     let mut non_empty = Vec::new();
@@ -132,7 +132,7 @@ pub async fn check_target(
          nothing was changed. Empty them first (TRUNCATE), leave them out with --exclude, or \
          restore into a new database without --data-only",
         target.describe(),
-        list(&non_empty)
+        crate::error::name_list(&non_empty)
     )))
 }
 
@@ -179,18 +179,4 @@ async fn relation_exists(client: &Client, quoted: &str) -> Result<bool> {
         .await
         .map_err(|e| db_error(&format!("looking up {quoted}"), &e))?
         .get(0))
-}
-
-fn list(names: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
 }

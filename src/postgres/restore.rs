@@ -233,11 +233,7 @@ async fn database_setting(
 /// Marks `target` as being restored from `archive` (see [`RESTORE_MARK_SETTING`]). Needs
 /// ownership of the database; without it the restore goes on, warned, unmarked.
 async fn set_restore_mark(admin: &Client, target: &PgTarget, archive: &VerifiedArchive) {
-    let name = archive
-        .path()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = archive.file_name();
     let mark = format!(
         "restore of {name} started {} (pid {})",
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ"),
