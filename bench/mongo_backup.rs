@@ -23,11 +23,12 @@ use dbkeeper::archive::chunk::Encoding;
 use dbkeeper::archive::codec::{Codec, Compression};
 use dbkeeper::archive::crypt::{RecipientKey, Sealer};
 use dbkeeper::archive::reader::VerifiedArchive;
-use dbkeeper::archive::writer::ArchiveWriter;
-use dbkeeper::archive::{Header, Manifest};
+use dbkeeper::archive::Header;
+use dbkeeper::engine::DumpReport;
 use dbkeeper::mongo::dump::{self, DumpOptions};
 use dbkeeper::mongo::restore::{self, RestoreOptions};
 use dbkeeper::mongo::MongoTarget;
+use dbkeeper::ops::backup;
 use dbkeeper::redact::SecretUrl;
 use mongodb::bson::{doc, oid::ObjectId, rawdoc, DateTime, Decimal128, Document, RawDocumentBuf};
 use mongodb::{Client, Database};
@@ -233,24 +234,26 @@ async fn dbkeeper_dump(target: &MongoTarget, archive: &Path, args: &Args, encryp
     let prepared = dump::prepare(target, &options).await.unwrap();
     let t_prepare = t0.elapsed();
     let header = Header::new(chrono::Utc::now(), vec![prepared.source().clone()]);
-    let mut writer = ArchiveWriter::create_file(archive, &header).unwrap();
-    if let Some(sealer) = &options.encoding.seal {
-        writer.encrypt_with(sealer.clone()).unwrap();
-    }
-    let dumped = prepared.run(&mut writer).await.unwrap();
-    let t_run = t0.elapsed();
-    let documents = dumped.summary.documents;
-    let mut manifest = Manifest::new(&header);
-    dumped.record(&mut manifest);
-    manifest.finished_at = chrono::Utc::now();
-    writer.finish_file(&mut manifest).unwrap();
+    let sealer = options.encoding.seal.clone();
+    let (_, _, reports) = backup::dump_to_file(
+        archive,
+        &header,
+        vec![Box::new(prepared)],
+        options.jobs,
+        sealer,
+        || None,
+    )
+    .await
+    .unwrap();
     eprintln!(
-        "backup: prepare {:.3} s, data {:.3} s, finish+fsync {:.3} s",
+        "backup: prepare {:.3} s, data+finish+fsync {:.3} s",
         t_prepare.as_secs_f64(),
-        (t_run - t_prepare).as_secs_f64(),
-        (t0.elapsed() - t_run).as_secs_f64()
+        (t0.elapsed() - t_prepare).as_secs_f64()
     );
-    documents
+    match reports.into_iter().next() {
+        Some(DumpReport::Mongo(summary)) => summary.documents,
+        _ => unreachable!("a MongoDB dump reports a MongoDB summary"),
+    }
 }
 
 /// The restore floor: the same documents, already in memory, inserted unordered in the same

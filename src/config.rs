@@ -410,11 +410,7 @@ fn validate_pg_url(url: &SecretUrl, origin: &str) -> Result<()> {
             url.scrub(message)
         ))
     };
-    crate::postgres::tls::PgTls::strip(url.expose())
-        .map_err(|e| invalid(&e))?
-        .parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|e| invalid(&e.to_string()))
+    crate::postgres::connect::check_url(url.expose()).map_err(|e| invalid(&e))
 }
 
 fn validate_mongo_url(url: &SecretUrl, origin: &str) -> Result<()> {

@@ -10,11 +10,13 @@
 pub mod archive;
 pub mod config;
 pub mod dirlock;
+pub mod engine;
 pub mod error;
 pub mod faultpoint;
 pub mod mask;
 pub mod migrate;
 pub mod mongo;
+pub mod ops;
 pub mod postgres;
 pub mod private_fs;
 pub mod progress;

@@ -1,4 +1,6 @@
-//! The one writer thread of a backup, and the bounded channel dump workers send members into.
+//! The one way into a backup's archive for every engine: [`EncodeAhead`] compresses (and masks,
+//! and encrypts) a worker's chunk on the blocking pool while the worker fills the next, and the
+//! one writer thread appends the members workers send over a bounded channel.
 //!
 //! Workers (any engine, any number) hold a cloned [`MemberSender`]; the thread owns the
 //! [`ArchiveWriter`] and appends members in arrival order. The channel is bounded, so a slow disk
@@ -12,8 +14,38 @@ use std::io::Write;
 
 use tokio::sync::mpsc;
 
+use tokio::task::JoinHandle;
+
+use super::chunk::CompressedChunk;
 use super::writer::{ArchiveWriter, Member};
 use crate::error::{Error, Result};
+
+/// One chunk being encoded on the blocking pool while its worker fills the next: at most one
+/// in flight per worker, so memory stays at about two chunks per worker.
+#[derive(Default)]
+pub struct EncodeAhead {
+    in_flight: Option<JoinHandle<Result<CompressedChunk>>>,
+}
+
+impl EncodeAhead {
+    /// Waits for the chunk in flight, if any: deliver it before [`EncodeAhead::start`]ing the
+    /// next, so chunks reach the archive in the order they were cut.
+    pub async fn finished(&mut self) -> Result<Option<CompressedChunk>> {
+        match self.in_flight.take() {
+            Some(handle) => Ok(Some(handle.await.map_err(|e| {
+                Error::io("compressing a chunk", std::io::Error::other(e.to_string()))
+            })??)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts `encode` (mask, compress, seal one chunk) on the blocking pool. Call
+    /// [`EncodeAhead::finished`] first.
+    pub fn start(&mut self, encode: impl FnOnce() -> Result<CompressedChunk> + Send + 'static) {
+        debug_assert!(self.in_flight.is_none(), "one chunk in flight at a time");
+        self.in_flight = Some(tokio::task::spawn_blocking(encode));
+    }
+}
 
 /// A handle for sending finished members to the writer thread.
 #[derive(Clone)]

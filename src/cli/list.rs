@@ -1,32 +1,25 @@
-//! `dbkeeper list` and `dbkeeper prune`: the archives in a backup directory or bucket prefix,
-//! and retention.
+//! `dbkeeper list` and `dbkeeper prune`: [`ops::list`] and [`ops::prune`], rendered.
 
-use std::path::PathBuf;
-
-use serde::Serialize;
-
-use dbkeeper::archive::catalog::{self, ArchiveSummary};
-use dbkeeper::archive::crypt::Unlock;
+use dbkeeper::archive::catalog::ArchiveSummary;
 use dbkeeper::config::Settings;
-use dbkeeper::dirlock::DirLock;
 use dbkeeper::error::Result;
-use dbkeeper::retention::{self, Candidate, Decision, Policy};
-use dbkeeper::storage::lock::BucketLock;
-use dbkeeper::storage::{self, Location};
+use dbkeeper::ops::keys::UnlockKeys;
+use dbkeeper::ops::{list as listing, prune};
+use dbkeeper::retention::{Decision, Policy};
 use dbkeeper::ExitCode;
 
 use super::args::{ListArgs, PruneArgs};
 use super::output::{human_bytes, Output};
 
 pub async fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
-    let location = backup_location(args.dir, settings)?;
-    require_backup_dir(&location, "list")?;
-    let store = storage::archive_store(&location);
-    let mut archives = store.list().await?;
-    if let Some(unlock) = super::keys::unlock(&args.keys, settings)? {
-        reveal_encrypted(&mut archives, &location, &unlock)?;
-    }
-    let dir = store.display();
+    let keys = UnlockKeys {
+        identity: args.keys.identity,
+        passphrase_file: args.keys.passphrase_file,
+    };
+    let listing::Listing {
+        directory: dir,
+        archives,
+    } = listing::list(args.dir, &keys, settings).await?;
     out.emit(
         &serde_json::json!({ "directory": dir, "archives": archives }),
         || {
@@ -39,27 +32,6 @@ pub async fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<Ex
         },
     )?;
     Ok(ExitCode::Ok)
-}
-
-/// Fills in the counts of the encrypted archives `unlock` opens (the others say why not).
-fn reveal_encrypted(
-    archives: &mut [ArchiveSummary],
-    location: &Location,
-    unlock: &Unlock,
-) -> Result<()> {
-    for summary in archives.iter_mut().filter(|a| a.complete && a.encrypted) {
-        match location {
-            Location::Local(_) => catalog::reveal(summary, unlock)?,
-            Location::Object(_) => {
-                summary.locked = Some(
-                    "details of an encrypted archive in a bucket are not read by list: run \
-                     dbkeeper restore --list --identity FILE on it"
-                        .into(),
-                )
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One line per archive: name, time, size, engines, counts, verification.
@@ -114,27 +86,8 @@ fn describe(a: &ArchiveSummary) -> String {
     )
 }
 
-/// The directory or bucket prefix a `list`/`prune` argument (or `[backup] output`) names.
-fn backup_location(dir: Option<PathBuf>, settings: &Settings) -> Result<Location> {
-    match dir {
-        Some(dir) => Location::parse(&dir, "DIR", &settings.storage),
-        None => Location::parse(&settings.backup_dir, "[backup] output", &settings.storage),
-    }
-}
-
-#[derive(Serialize)]
-struct PruneReport {
-    directory: String,
-    dry_run: bool,
-    policy: Policy,
-    kept: Vec<Decision>,
-    deleted: Vec<Decision>,
-    /// Files that look like archives but are not complete: never deleted by prune.
-    ignored: Vec<ArchiveSummary>,
-}
-
 /// The policy from flags, falling back to `[retention]` in the config file.
-pub fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
+fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
     let flags_given = args.keep_last.is_some()
         || args.keep_daily.is_some()
         || args.keep_weekly.is_some()
@@ -153,9 +106,7 @@ pub fn policy_from(args: &PruneArgs, settings: &Settings) -> Policy {
 
 pub async fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
     let policy = policy_from(&args, settings);
-    policy.validate()?;
-    let location = backup_location(args.dir.clone(), settings)?;
-    let report = prune_dir(&location, &policy, args.dry_run, Locking::Take).await?;
+    let report = prune::prune(args.dir, &policy, args.dry_run, settings).await?;
     out.emit(&report, || {
         let verb = if report.dry_run {
             "would delete"
@@ -197,107 +148,4 @@ pub async fn prune(args: PruneArgs, settings: &Settings, out: Output) -> Result<
         );
     })?;
     Ok(ExitCode::Ok)
-}
-
-/// A backup directory argument that is missing or is a file is a usage error (exit 2) that says
-/// which, not an I/O failure. (A bucket prefix is checked by listing it.)
-fn require_backup_dir(location: &Location, command: &str) -> Result<()> {
-    let Location::Local(dir) = location else {
-        return Ok(());
-    };
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(dbkeeper::Error::Usage(format!(
-            "{} is a file, not a directory; {command} takes the directory holding archives",
-            dir.display()
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(dbkeeper::Error::Usage(format!(
-            "backup directory {} does not exist; pass the directory your backups are in",
-            dir.display()
-        ))),
-        // Permission denied and the like: reading it will say what is wrong.
-        Err(_) => Ok(()),
-    }
-}
-
-/// Whether `prune_dir` takes the directory lock or runs under one its caller holds.
-enum Locking {
-    Take,
-    HeldByCaller,
-}
-
-/// The lock `prune` holds, on a directory or a bucket prefix.
-enum PruneLock {
-    Dir(#[allow(dead_code)] DirLock),
-    Bucket(#[allow(dead_code)] BucketLock),
-}
-
-/// Applies `policy` to the complete archives in `location` (under its lock).
-async fn prune_dir(
-    location: &Location,
-    policy: &Policy,
-    dry_run: bool,
-    locking: Locking,
-) -> Result<PruneReport> {
-    // The lock would create a missing directory: a mistyped path must not "prune" nothing.
-    require_backup_dir(location, "prune")?;
-    let _lock = match (dry_run, locking, location) {
-        (false, Locking::Take, Location::Local(dir)) => {
-            Some(PruneLock::Dir(DirLock::acquire(dir, "prune")?))
-        }
-        (false, Locking::Take, Location::Object(prefix)) => Some(PruneLock::Bucket(
-            BucketLock::acquire(prefix, "prune").await?,
-        )),
-        _ => None,
-    };
-    let store = storage::archive_store(location);
-    let archives = store.list().await?;
-    let (complete, ignored): (Vec<_>, Vec<_>) = archives.into_iter().partition(|a| a.complete);
-    let candidates: Vec<Candidate> = complete
-        .iter()
-        .map(|a| Candidate {
-            id: a.path.display().to_string(),
-            group: a.sources.join(" + "),
-            created_at: a
-                .created_at
-                .expect("complete archives have a creation time"),
-            verified: a.verified.is_some(),
-        })
-        .collect();
-    let decisions = retention::decide(policy, &candidates);
-    let (kept, deleted): (Vec<_>, Vec<_>) = decisions.into_iter().partition(Decision::keep);
-    if !dry_run {
-        for d in &deleted {
-            store.delete(&d.id).await?;
-        }
-    }
-    Ok(PruneReport {
-        directory: store.display(),
-        dry_run,
-        policy: *policy,
-        kept,
-        deleted,
-        ignored,
-    })
-}
-
-/// The `[retention]` policy of the config file, refused when it keeps nothing.
-pub fn configured_policy(settings: &Settings) -> Result<Policy> {
-    let policy = Policy::from_config(&settings.retention);
-    policy.validate().map_err(|_| {
-        dbkeeper::Error::Usage(
-            "backup --prune: no retention policy configured; set [retention] keep_last / \
-             keep_daily / keep_weekly / keep_monthly in dbkeeper.toml"
-                .into(),
-        )
-    })?;
-    Ok(policy)
-}
-
-/// `backup --prune`: the configured policy after a successful backup, under the backup's lock.
-/// Returns the deleted archives.
-pub async fn prune_after_backup(location: &Location, settings: &Settings) -> Result<Vec<String>> {
-    let policy = configured_policy(settings)?;
-    let report = prune_dir(location, &policy, false, Locking::HeldByCaller).await?;
-    Ok(report.deleted.into_iter().map(|d| d.id).collect())
 }

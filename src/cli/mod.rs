@@ -4,7 +4,6 @@ pub mod args;
 mod backup;
 mod completions;
 mod contents;
-mod keys;
 mod list;
 mod man;
 mod migrate;
@@ -12,7 +11,6 @@ pub mod output;
 mod ping;
 mod progress;
 mod restore;
-mod targets;
 mod verify;
 
 use std::time::Duration;
@@ -42,7 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         quiet: cli.global.quiet,
     };
     // `verify` compares only databases named on its command line (see verify::run).
-    let named_targets = verify::NamedTargets {
+    let named_targets = dbkeeper::ops::verify::NamedTargets {
         pg: connect.pg_url.is_some(),
         mongo: connect.mongo_url.is_some(),
         mongo_db: connect.mongo_db.is_some(),

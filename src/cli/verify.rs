@@ -4,229 +4,60 @@
 //! counts, sequences, indexes, validators and options, schema fingerprint; `--deep`: content
 //! digests). Every mismatch is listed; any mismatch exits 1, a damaged archive included.
 
-use dbkeeper::archive::crypt::Unlock;
-use dbkeeper::archive::reader::{Checked, VerifiedArchive};
 use dbkeeper::config::Settings;
 use dbkeeper::error::{Error, Result};
-use dbkeeper::storage::{self, Location};
-use dbkeeper::verify::{show, ArchiveFacts, Kind, Level, Mismatch, VerifyReport};
+use dbkeeper::ops::keys::UnlockKeys;
+use dbkeeper::ops::verify::{self, NamedTargets, Verified, VerifyRequest};
+use dbkeeper::verify::{show, Kind, Level, Mismatch, VerifyReport};
 use dbkeeper::ExitCode;
 
 use super::args::VerifyArgs;
 use super::output::{count, human_bytes, Output};
-use super::targets;
 
-/// Which database URLs were given as flags on the command line.
-#[derive(Debug, Clone, Copy)]
-pub struct NamedTargets {
-    pub pg: bool,
-    pub mongo: bool,
-    /// `--mongo-db` was given: it needs `--mongo-url` to mean anything to verify.
-    pub mongo_db: bool,
-}
-
-/// Runs `verify`. V2 compares only databases whose URL was given as a flag: a URL from the
-/// environment or dbkeeper.toml is usually the production database the archive came from, and
-/// a routine `dbkeeper verify ARCHIVE` from cron must stay offline, not report its drift.
 pub async fn run(
     args: VerifyArgs,
     settings: &Settings,
     named: NamedTargets,
     out: Output,
 ) -> Result<ExitCode> {
-    let mut settings = settings.clone();
-    for (named, url, flag) in [
-        (named.pg, &mut settings.pg_url, "--pg-url"),
-        (named.mongo, &mut settings.mongo_url, "--mongo-url"),
-    ] {
-        if !named && url.take().is_some() {
-            tracing::info!(
-                "not comparing with the configured database: verify only connects to {flag} given \
-                 on its command line"
-            );
-        }
-    }
-    if named.mongo_db && !named.mongo {
-        return Err(Error::Usage(
-            "verify --mongo-db: also give --mongo-url; verify only connects to databases named \
-             on its command line"
-                .into(),
-        ));
-    }
-    if settings.mongo_url.is_some() && settings.mongo_db.is_none() {
-        // restore defaults to the archived database's name; verify must not, or a URL without
-        // a path would quietly compare the archive with the database it was taken from.
-        return Err(Error::Usage(
-            "verify --mongo-url: name the database to compare, in the URL's path \
-             (mongodb://host/restored_db) or with --mongo-db NAME"
-                .into(),
-        ));
-    }
-    let settings = &settings;
-    let jobs = args.jobs.unwrap_or(settings.jobs);
-    if jobs == 0 {
-        return Err(Error::Usage("--jobs must be at least 1".into()));
-    }
-    let mut report = VerifyReport::new(args.archive.display().to_string(), args.deep);
-    let location = Location::parse(&args.archive, "ARCHIVE", &settings.storage)?;
-    let keys = (args.keys.clone(), settings.clone());
-    let unlock = move || super::keys::unlock(&keys.0, &keys.1);
-    let archive = offline(&location, jobs, unlock, &mut report).await?;
-    let offline_ok = report.ok;
-    if let Some(archive) = &archive {
-        let options = targets::TargetOptions {
-            jobs,
-            deep: args.deep,
-            renames: Vec::new(),
-            keep_owner: false,
-            keep_privileges: false,
-            selection: Default::default(),
-            schema_only: false,
-            masked_pg: None,
-            masked_mongo: None,
-            data_only: false,
-        };
-        for check in targets::verify_configured(archive, settings, &options).await? {
-            report.add_target(check);
-        }
-    }
-    if report.ok {
-        let level = if report.levels.contains(&Level::V2) {
-            "target"
-        } else if report.levels.contains(&Level::V1) {
-            "decode"
-        } else {
-            "archive"
-        };
-        // The stamp only saves `list`/`prune` a re-check; failing to write it changes nothing.
-        if let Err(e) = storage::write_stamp(&location, level).await {
-            tracing::warn!("could not record the verification next to the archive: {e}");
-        }
-    }
-    if args.deep && offline_ok && report.targets.is_empty() {
-        tracing::warn!(
-            "--deep compares databases, and none was given (--pg-url/--mongo-url); offline, V1 \
-             already recomputed every content digest of the archive"
-        );
-    }
+    let request = VerifyRequest {
+        archive: args.archive,
+        deep: args.deep,
+        jobs: args.jobs,
+        keys: UnlockKeys {
+            identity: args.keys.identity,
+            passphrase_file: args.keys.passphrase_file,
+        },
+        named,
+    };
+    let Verified { report, offline_ok } = verify::verify(&request, settings).await?;
     out.emit(&report, || print_human(&report))?;
     if report.ok {
-        Ok(ExitCode::Ok)
-    } else {
-        // stderr alone (cron mail, CI logs) should say what is wrong, not only that something is.
-        const SHOWN: usize = 3;
-        let mut first: Vec<&str> = report
-            .mismatches
-            .iter()
-            .take(SHOWN)
-            .map(|m| m.message.as_str())
-            .collect();
-        if report.mismatches.len() > SHOWN {
-            first.push("...");
-        }
-        let verdict = if offline_ok {
-            "failed verification"
-        } else {
-            // The same words restore uses for an archive it will not touch.
-            "is damaged or incomplete; refusing to use it"
-        };
-        Err(Error::CheckFailed(format!(
-            "archive {} {verdict}: {} mismatch(es): {}",
-            report.archive,
-            report.mismatches.len(),
-            first.join("; ")
-        )))
+        return Ok(ExitCode::Ok);
     }
-}
-
-/// V0, then V1 when V0 passed. Returns the verified archive when both passed.
-///
-/// An encrypted archive is unlocked between the two. Without a key, V0 is all that can be
-/// checked (every member's size and SHA-256, COMMIT): it is reported and the archive is not
-/// returned, so nothing needing the data runs.
-async fn offline(
-    location: &Location,
-    jobs: usize,
-    unlock: impl FnOnce() -> Result<Option<Unlock>> + Send + 'static,
-    report: &mut VerifyReport,
-) -> Result<Option<VerifiedArchive>> {
-    // V0 reads every member's SHA-256: on a big archive, a phase of its own.
-    dbkeeper::progress::start("check", dbkeeper::progress::Totals::default());
-    dbkeeper::progress::item(&format!("archive {}", location.describe()));
-    let checked = storage::check_archive(location).await;
-    dbkeeper::progress::finish();
-    let checked = checked?;
-    let name = location.describe();
-    let (checked, decode) = tokio::task::spawn_blocking(move || {
-        let mut checked = checked;
-        if let Checked::Verified(archive) = &mut checked {
-            if archive.is_encrypted() {
-                match unlock()? {
-                    Some(unlock) => archive.unlock(&unlock)?,
-                    None => {
-                        tracing::warn!(
-                            "archive {} is encrypted: checked V0 (every member's size and \
-                             SHA-256, COMMIT); V1 (decoding) and V2 need the key: pass \
-                             --identity FILE or --passphrase-file FILE",
-                            name
-                        );
-                    }
-                }
-            }
-        }
-        let decode = match &checked {
-            Checked::Verified(archive) if !archive.is_readable() => None,
-            Checked::Verified(archive) => {
-                let datasets = &archive.manifest().datasets;
-                dbkeeper::progress::start(
-                    "verify",
-                    dbkeeper::progress::Totals::exact(
-                        datasets.iter().map(|d| d.rows).sum(),
-                        datasets.iter().map(|d| d.raw_bytes).sum(),
-                    ),
-                );
-                let decode = archive.verify_decode(jobs);
-                dbkeeper::progress::finish();
-                Some(decode)
-            }
-            Checked::Damaged(_) => None,
-        };
-        Ok::<_, Error>((checked, decode))
-    })
-    .await
-    .map_err(|e| Error::io("verifying the archive", std::io::Error::other(e)))??;
-    let archive = match checked {
-        Checked::Damaged(problems) => {
-            report.add_archive_level(Level::V0, 1, &problems);
-            return Ok(None);
-        }
-        Checked::Verified(archive) => *archive,
+    // stderr alone (cron mail, CI logs) should say what is wrong, not only that something is.
+    const SHOWN: usize = 3;
+    let mut first: Vec<&str> = report
+        .mismatches
+        .iter()
+        .take(SHOWN)
+        .map(|m| m.message.as_str())
+        .collect();
+    if report.mismatches.len() > SHOWN {
+        first.push("...");
+    }
+    let verdict = if offline_ok {
+        "failed verification"
+    } else {
+        // The same words restore uses for an archive it will not touch.
+        "is damaged or incomplete; refusing to use it"
     };
-    // One check per member (size and SHA-256) plus COMMIT against the manifest.
-    report.add_archive_level(Level::V0, archive.member_count() as u64 + 1, &[]);
-    let Some(decode) = decode else {
-        // Encrypted, no key: V0 is the whole verdict.
-        report.facts = ArchiveFacts {
-            members: archive.member_count(),
-            member_bytes: archive.member_bytes(),
-            ..Default::default()
-        };
-        return Ok(None);
-    };
-    report.add_archive_level(
-        Level::V1,
-        (decode.chunks + decode.datasets) as u64,
-        &decode.problems,
-    );
-    report.facts = ArchiveFacts {
-        members: archive.member_count(),
-        member_bytes: archive.member_bytes(),
-        datasets: decode.datasets,
-        chunks: decode.chunks,
-        rows: decode.rows,
-        raw_bytes: decode.raw_bytes,
-    };
-    Ok(report.ok.then_some(archive))
+    Err(Error::CheckFailed(format!(
+        "archive {} {verdict}: {} mismatch(es): {}",
+        report.archive,
+        report.mismatches.len(),
+        first.join("; ")
+    )))
 }
 
 fn print_human(report: &VerifyReport) {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use mongodb::bson::{Bson, Document, RawBsonRef, RawDocument};
+use bson::{Bson, Document, RawBsonRef, RawDocument};
 
 use super::key::MaskKey;
 use super::transform::{mask_text, Transform};
@@ -184,7 +184,7 @@ impl CollectionMask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mongodb::bson::doc;
+    use bson::doc;
 
     fn field(path: &str, transform: Transform) -> FieldMask {
         FieldMask {
@@ -352,7 +352,7 @@ fn add_schema_level(
 #[cfg(test)]
 mod shape_tests {
     use super::*;
-    use mongodb::bson::{doc, RawDocumentBuf};
+    use bson::{doc, RawDocumentBuf};
 
     #[test]
     fn paths_come_from_documents_and_schemas() {

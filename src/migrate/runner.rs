@@ -544,3 +544,7 @@ fn failure(version: i64, name: &str, e: Error) -> StepFailure {
         message: e.to_string(),
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

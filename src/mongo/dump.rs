@@ -12,14 +12,13 @@
 //!    then reads collections on `jobs` worker tasks. Each worker streams one collection's
 //!    documents, exactly as the server returns them (raw BSON, never decoded), into bounded
 //!    chunks, compresses a full chunk on the blocking pool while it reads the next, and sends it
-//!    to the one writer (this task) through a bounded channel, so memory stays at a few chunks per
-//!    worker whatever the collection size. With a snapshot, every worker's session reads at the
+//!    to this task through a bounded channel, which records it and passes it on to the archive's
+//!    one writer thread, so memory stays at a few chunks per worker whatever the collection size. With a snapshot, every worker's session reads at the
 //!    same cluster time.
 //!
 //! The manifest's counts are the documents written, counted as they are written.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ use mongodb::options::FindOptions;
 use mongodb::{Client, ClientSession};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::connect::{server_version, short_error};
 use super::inspect::{db_error, index_specs, list_collections};
@@ -36,47 +35,15 @@ use super::manifest::{ClusterTime, CollectionEntry, Consistency, MongoManifest};
 use super::metadata::{self, CollectionKind, CollectionMetadata};
 use super::namespace::NamespaceFilter;
 use super::MongoTarget;
-use crate::archive::chunk::{ChunkBuilder, CompressedChunk, Encoding, DEFAULT_CHUNK_BYTES};
+use crate::archive::chunk::{ChunkBuilder, CompressedChunk, Encoding};
 use crate::archive::digest::ContentDigest;
-use crate::archive::writer::{ArchiveWriter, Member};
+use crate::archive::pipeline::{EncodeAhead, MemberSender};
+use crate::archive::writer::Member;
 use crate::archive::{chunk_member_name, Dataset, Manifest, RecordFormat, Source};
 use crate::error::{Engine, Error, Result};
 
-/// How to dump.
-#[derive(Debug, Clone)]
-pub struct DumpOptions {
-    /// Collections read in parallel.
-    pub jobs: usize,
-    /// Codec, level and encryption of the chunks.
-    pub encoding: Encoding,
-    /// Uncompressed bytes per chunk (a chunk always holds whole documents, so one document larger
-    /// than this makes a chunk of its own).
-    pub chunk_bytes: usize,
-    /// Glob patterns of collections to dump (`coll` or `db.coll`); empty means all.
-    pub include: Vec<String>,
-    /// Glob patterns of collections to skip.
-    pub exclude: Vec<String>,
-    /// Read every collection at one cluster time when the server allows it (the default). Off,
-    /// collections are read one after another (no snapshot history is pinned on the server
-    /// while a long dump runs), and the manifest says so.
-    pub snapshot_reads: bool,
-    /// `--mask`: documents are masked before they are compressed into the archive.
-    pub mask: Option<Arc<crate::mask::Rules>>,
-}
-
-impl Default for DumpOptions {
-    fn default() -> DumpOptions {
-        DumpOptions {
-            jobs: crate::config::DEFAULT_JOBS,
-            encoding: Encoding::default(),
-            chunk_bytes: DEFAULT_CHUNK_BYTES,
-            include: Vec::new(),
-            exclude: Vec::new(),
-            snapshot_reads: true,
-            mask: None,
-        }
-    }
-}
+/// How to dump: the options every engine's dump takes.
+pub use crate::engine::DumpOptions;
 
 /// A dump whose collections and point in time are fixed, ready to run.
 pub struct PreparedDump {
@@ -362,12 +329,14 @@ impl PreparedDump {
     /// Member names are `mongo/meta/<i>-<name>.metadata.json` and
     /// `mongo/data/<i>-<db.coll>/<chunk>.bson.gz`, `<i>` being the collection's position in this
     /// dump (the `mongo/` prefix keeps them apart from other engines' members).
-    pub async fn run<W: Write>(self, writer: &mut ArchiveWriter<W>) -> Result<MongoDump> {
+    pub async fn run(self, sender: MemberSender) -> Result<MongoDump> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.definitions.len());
         for (index, definition) in self.definitions.iter().enumerate() {
             let member = metadata::member_name(index, &definition.name);
-            writer.append(Member::new(member.clone(), definition.to_json()))?;
+            sender
+                .send(Member::new(member.clone(), definition.to_json()))
+                .await?;
             entries.push(CollectionEntry {
                 name: definition.name.clone(),
                 kind: definition.kind,
@@ -398,7 +367,7 @@ impl PreparedDump {
                 extra: serde_json::json!({ "metadata_member": entries[index].metadata_member }),
             });
         }
-        let digests = self.read_collections(jobs, writer, &mut datasets);
+        let digests = self.read_collections(jobs, &sender, &mut datasets);
         let digests = digests.await?;
         for (dataset, digest) in datasets.iter_mut().zip(digests) {
             dataset.digest = digest.to_hex();
@@ -419,13 +388,13 @@ impl PreparedDump {
         })
     }
 
-    /// Runs the workers and appends their chunks to `writer` as they arrive, filling in each
+    /// Runs the workers and sends their chunks to the archive writer as they arrive, filling in each
     /// dataset's chunks and totals. Returns each dataset's content digest. The first error stops
     /// everything (dropping the join set aborts the other workers).
-    async fn read_collections<W: Write>(
+    async fn read_collections(
         &self,
         jobs: VecDeque<CollectionJob>,
-        writer: &mut ArchiveWriter<W>,
+        sender: &MemberSender,
         datasets: &mut [Dataset],
     ) -> Result<Vec<ContentDigest>> {
         let mut digests = vec![ContentDigest::new(); datasets.len()];
@@ -454,7 +423,7 @@ impl PreparedDump {
                     Some(DumpedChunk { dataset, chunk }) => {
                         let d = &mut datasets[dataset];
                         let entry = chunk.entry();
-                        writer.append(chunk.member)?;
+                        sender.send(chunk.member).await?;
                         d.rows += chunk.rows;
                         d.raw_bytes += chunk.raw_bytes;
                         digests[dataset].merge(&chunk.digest);
@@ -592,7 +561,7 @@ impl Worker {
             qualified: qualified.clone(),
             builder: ChunkBuilder::new(RecordFormat::Bson, self.chunk_bytes),
             next_chunk: 0,
-            in_flight: None,
+            ahead: EncodeAhead::default(),
             documents: 0,
             read: 0,
             reported: 0,
@@ -684,7 +653,7 @@ struct ChunkPipeline<'w> {
     qualified: String,
     builder: ChunkBuilder,
     next_chunk: usize,
-    in_flight: Option<JoinHandle<Result<CompressedChunk>>>,
+    ahead: EncodeAhead,
     documents: u64,
     /// Documents in the chunk being filled, and how many of them progress has been told about
     /// (every [`READ_PROGRESS_EVERY`]); the chunk in flight's reported ones are taken back once
@@ -735,7 +704,7 @@ impl ChunkPipeline<'_> {
             .as_ref()
             .and_then(|m| m.collection(&self.job.name))
             .cloned();
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+        self.ahead.start(move || {
             let raw = match mask {
                 Some(mask) => crate::mask::mask_raw_chunk(
                     crate::mask::ChunkMask::Collection(&mask),
@@ -745,13 +714,12 @@ impl ChunkPipeline<'_> {
                 None => raw,
             };
             raw.encode(name, &encoding)
-        }));
+        });
         Ok(())
     }
 
     async fn send_in_flight(&mut self) -> Result<()> {
-        if let Some(handle) = self.in_flight.take() {
-            let chunk = handle.await.map_err(worker_panicked)??;
+        if let Some(chunk) = self.ahead.finished().await? {
             let reported = std::mem::take(&mut self.in_flight_reported);
             if reported > 0 {
                 crate::progress::reading(-(reported as i64));

@@ -4,6 +4,7 @@ pub mod connect;
 
 pub use connect::MongoTarget;
 pub mod dump;
+pub mod engine;
 pub mod inspect;
 pub mod manifest;
 pub mod mask_schema;

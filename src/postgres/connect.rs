@@ -184,6 +184,15 @@ impl PgTarget {
     }
 }
 
+/// Whether `url` parses as a PostgreSQL connection URL (dbkeeper's TLS parameters included);
+/// the parser's complaint otherwise, which may quote the URL (callers scrub it).
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    super::tls::PgTls::strip(url)?
+        .parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// `SELECT version()` shortened to "PostgreSQL 15.19".
 pub async fn server_version(client: &Client) -> Result<String> {
     let row = client

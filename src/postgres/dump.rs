@@ -19,14 +19,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::archive::chunk::{ChunkBuilder, CompressedChunk, Encoding, RecordFormat};
 use crate::archive::digest::ContentDigest;
-use crate::archive::pipeline::MemberSender;
+use crate::archive::pipeline::{EncodeAhead, MemberSender};
+use crate::archive::selection::Selection;
 use crate::archive::{chunk_member_name, ChunkEntry, Dataset, Member, Source};
 use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::server_version;
@@ -50,19 +50,8 @@ const SPLIT_CHUNKS: i64 = 8;
 /// TID range scans (`ctid >= ... AND ctid < ...` without a full scan) exist from PostgreSQL 14.
 const TID_RANGE_SCAN_MAJOR: u32 = 14;
 
-/// How to dump.
-#[derive(Debug, Clone)]
-pub struct DumpOptions {
-    pub jobs: usize,
-    /// Codec, level and encryption of the chunks.
-    pub encoding: Encoding,
-    pub chunk_bytes: usize,
-    /// Glob patterns on `schema.table` (or `table`); empty means every table.
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
-    /// `--mask`: rows are masked before they are compressed into the archive.
-    pub mask: Option<Arc<crate::mask::Rules>>,
-}
+/// How to dump: the options every engine's dump takes.
+pub use crate::engine::DumpOptions;
 
 /// What the manifest's `engines.postgres` entry holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +104,38 @@ pub struct PgDump {
     mask: Option<Arc<crate::mask::PgMask>>,
 }
 
+/// A PostgreSQL dump in a backup's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgDumpSummary {
+    pub database: String,
+    pub tables: usize,
+    pub rows: u64,
+    /// Uncompressed COPY text bytes.
+    pub raw_bytes: u64,
+    pub chunks: usize,
+    /// Large objects (their data chunks are not counted in `chunks`).
+    pub large_objects: usize,
+    pub server_version: String,
+    pub snapshot: Option<String>,
+}
+
+impl PgDumpSummary {
+    /// From the dump's datasets: its tables (the large objects' dataset counts apart).
+    pub fn new(source: &Source, datasets: &[Dataset], meta: &PgArchiveMeta) -> PgDumpSummary {
+        let datasets: Vec<&Dataset> = datasets.iter().filter(|d| d.is_table()).collect();
+        PgDumpSummary {
+            database: source.database.clone(),
+            tables: datasets.len(),
+            rows: datasets.iter().map(|d| d.rows).sum(),
+            raw_bytes: datasets.iter().map(|d| d.raw_bytes).sum(),
+            chunks: datasets.iter().map(|d| d.chunks.len()).sum(),
+            large_objects: meta.large_objects.as_ref().map_or(0, |l| l.objects.len()),
+            server_version: source.server_version.clone(),
+            snapshot: source.snapshot.clone(),
+        }
+    }
+}
+
 /// What a finished dump contributes to the manifest.
 #[derive(Debug)]
 pub struct PgDumpOutput {
@@ -125,7 +146,7 @@ pub struct PgDumpOutput {
 impl PgDump {
     /// Opens the snapshot and checks everything that can be checked before writing anything.
     pub async fn begin(target: &PgTarget, options: DumpOptions) -> Result<PgDump> {
-        let filter = TableFilter::new(&options.include, &options.exclude)?;
+        let filter = Selection::new(&options.include, &options.exclude)?;
         let leader = target.connect().await?;
         let major = inspect::server_major(&leader).await?;
         let pg_dump = tools::find_tool("pg_dump", major).await?;
@@ -146,7 +167,7 @@ impl PgDump {
         let (tables, excluded): (Vec<_>, Vec<_>) = inspect::list_tables(&leader)
             .await?
             .into_iter()
-            .partition(|t| filter.selects(t));
+            .partition(|t| filter.selects(&t.schema, &t.name));
         lock_tables(&leader, &tables).await?;
         // Rules are checked against the snapshot's catalog before anything is written.
         let mask = match &options.mask {
@@ -293,42 +314,6 @@ impl PgDump {
                 large_objects,
             },
         })
-    }
-}
-
-/// `--include` / `--exclude` as glob sets. A pattern with a `.` matches `schema.table`; one
-/// without matches the table name in any schema.
-struct TableFilter {
-    include: Option<GlobSet>,
-    exclude: GlobSet,
-}
-
-impl TableFilter {
-    fn new(include: &[String], exclude: &[String]) -> Result<TableFilter> {
-        fn build(patterns: &[String], flag: &str) -> Result<GlobSet> {
-            let mut set = GlobSetBuilder::new();
-            for p in patterns {
-                set.add(Glob::new(p).map_err(|e| {
-                    Error::Usage(format!("{flag} {p:?} is not a valid pattern: {e}"))
-                })?);
-            }
-            set.build()
-                .map_err(|e| Error::Usage(format!("{flag}: {e}")))
-        }
-        Ok(TableFilter {
-            include: if include.is_empty() {
-                None
-            } else {
-                Some(build(include, "--include")?)
-            },
-            exclude: build(exclude, "--exclude")?,
-        })
-    }
-
-    fn selects(&self, table: &TableInfo) -> bool {
-        let qualified = table.qualified();
-        let matches = |set: &GlobSet| set.is_match(&qualified) || set.is_match(&table.name);
-        self.include.as_ref().is_none_or(matches) && !matches(&self.exclude)
     }
 }
 
@@ -555,7 +540,7 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
     futures::pin_mut!(stream);
     let mut builder = ChunkBuilder::new(RecordFormat::CopyText, job.chunk_bytes);
     let mut carry: Vec<u8> = Vec::new();
-    let mut pending: Option<JoinHandle<Result<CompressedChunk>>> = None;
+    let mut ahead = EncodeAhead::default();
     while let Some(message) = stream.next().await {
         let message = message.map_err(|e| db_error(&what, &e))?;
         let mut data: &[u8] = &message;
@@ -580,12 +565,12 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
             rows += 1;
             start = end + 1;
             if builder.is_full() {
-                pending = cut_chunk(job, part.table, &mut builder, pending).await?;
+                cut_chunk(job, part.table, &mut builder, &mut ahead).await?;
             }
         }
         carry.extend_from_slice(&data[start..]);
         if builder.is_full() {
-            pending = cut_chunk(job, part.table, &mut builder, pending).await?;
+            cut_chunk(job, part.table, &mut builder, &mut ahead).await?;
         }
     }
     if !carry.is_empty() {
@@ -594,8 +579,8 @@ async fn copy_part(client: &Client, job: &CopyJob, part: Part) -> Result<()> {
             format!("{what}: the output ended in the middle of a row"),
         ));
     }
-    pending = cut_chunk(job, part.table, &mut builder, pending).await?;
-    if let Some(last) = pending {
+    cut_chunk(job, part.table, &mut builder, &mut ahead).await?;
+    if let Some(last) = ahead.finished().await? {
         deliver(job, part.table, last).await?;
     }
     let name = match part.pages {
@@ -611,12 +596,12 @@ async fn cut_chunk(
     job: &CopyJob,
     table: usize,
     builder: &mut ChunkBuilder,
-    pending: Option<JoinHandle<Result<CompressedChunk>>>,
-) -> Result<Option<JoinHandle<Result<CompressedChunk>>>> {
+    ahead: &mut EncodeAhead,
+) -> Result<()> {
     let Some(raw) = builder.take() else {
-        return Ok(pending);
+        return Ok(());
     };
-    if let Some(previous) = pending {
+    if let Some(previous) = ahead.finished().await? {
         deliver(job, table, previous).await?;
     }
     let name = {
@@ -640,7 +625,7 @@ async fn cut_chunk(
         .as_ref()
         .and_then(|m| m.table(&info.schema, &info.name))
         .cloned();
-    Ok(Some(tokio::task::spawn_blocking(move || {
+    ahead.start(move || {
         let raw = match mask {
             Some(mask) => {
                 crate::mask::mask_raw_chunk(crate::mask::ChunkMask::Table(&mask), raw, &name)?
@@ -648,18 +633,12 @@ async fn cut_chunk(
             None => raw,
         };
         raw.encode(name, &encoding)
-    })))
+    });
+    Ok(())
 }
 
-/// Waits for a compressed chunk, records it and sends it to the writer.
-async fn deliver(
-    job: &CopyJob,
-    table: usize,
-    handle: JoinHandle<Result<CompressedChunk>>,
-) -> Result<()> {
-    let chunk = handle
-        .await
-        .map_err(|e| Error::io("compressing a chunk", std::io::Error::other(e.to_string())))??;
+/// Records a compressed chunk and sends it to the writer.
+async fn deliver(job: &CopyJob, table: usize, chunk: CompressedChunk) -> Result<()> {
     {
         let mut results = job.results.lock().unwrap();
         let acc = &mut results[table];
@@ -687,13 +666,14 @@ mod tests {
 
     #[test]
     fn filter_matches_qualified_and_bare_names() {
-        let f = TableFilter::new(&["public.*".into()], &["*_log".into()]).unwrap();
-        assert!(f.selects(&table("public", "users", 0)));
-        assert!(!f.selects(&table("public", "audit_log", 0)));
-        assert!(!f.selects(&table("other", "users", 0)));
-        let all = TableFilter::new(&[], &[]).unwrap();
-        assert!(all.selects(&table("x", "y", 0)));
-        assert!(TableFilter::new(&["[".into()], &[]).is_err());
+        let selects = |f: &Selection, t: TableInfo| f.selects(&t.schema, &t.name);
+        let f = Selection::new(&["public.*".into()], &["*_log".into()]).unwrap();
+        assert!(selects(&f, table("public", "users", 0)));
+        assert!(!selects(&f, table("public", "audit_log", 0)));
+        assert!(!selects(&f, table("other", "users", 0)));
+        let all = Selection::new(&[], &[]).unwrap();
+        assert!(selects(&all, table("x", "y", 0)));
+        assert!(Selection::new(&["[".into()], &[]).is_err());
     }
 
     #[test]

@@ -20,14 +20,13 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::archive::chunk::{
     ChunkBuilder, CompressedChunk, DecodedChunk, Encoding, LargeObjectPiece, RecordFormat,
 };
 use crate::archive::digest::ContentDigest;
-use crate::archive::pipeline::MemberSender;
+use crate::archive::pipeline::{EncodeAhead, MemberSender};
 use crate::archive::reader::VerifiedArchive;
 use crate::archive::{chunk_member_name, ChunkEntry, Dataset, Manifest};
 use crate::error::{Engine, Error, Result};
@@ -168,7 +167,7 @@ struct PieceWriter<'a> {
     encoding: Encoding,
     builder: ChunkBuilder,
     record: Vec<u8>,
-    pending: Option<JoinHandle<Result<CompressedChunk>>>,
+    ahead: EncodeAhead,
     chunks: Vec<ChunkEntry>,
     digest: ContentDigest,
     raw_bytes: u64,
@@ -187,7 +186,7 @@ impl<'a> PieceWriter<'a> {
             encoding,
             builder: ChunkBuilder::new(RecordFormat::LargeObject, chunk_bytes),
             record: Vec::new(),
-            pending: None,
+            ahead: EncodeAhead::default(),
             chunks: Vec::new(),
             digest: ContentDigest::new(),
             raw_bytes: 0,
@@ -215,7 +214,7 @@ impl<'a> PieceWriter<'a> {
         let Some(raw) = self.builder.take() else {
             return Ok(());
         };
-        if let Some(previous) = self.pending.take() {
+        if let Some(previous) = self.ahead.finished().await? {
             self.deliver(previous).await?;
         }
         let name = chunk_member_name(
@@ -227,16 +226,11 @@ impl<'a> PieceWriter<'a> {
             self.encoding.compression.codec,
         );
         let encoding = self.encoding.clone();
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            raw.encode(name, &encoding)
-        }));
+        self.ahead.start(move || raw.encode(name, &encoding));
         Ok(())
     }
 
-    async fn deliver(&mut self, handle: JoinHandle<Result<CompressedChunk>>) -> Result<()> {
-        let chunk = handle.await.map_err(|e| {
-            Error::io("compressing a chunk", std::io::Error::other(e.to_string()))
-        })??;
+    async fn deliver(&mut self, chunk: CompressedChunk) -> Result<()> {
         self.digest.merge(&chunk.digest);
         self.raw_bytes += chunk.raw_bytes;
         self.chunks.push(chunk.entry());
@@ -245,7 +239,7 @@ impl<'a> PieceWriter<'a> {
 
     async fn finish(mut self) -> Result<Dataset> {
         self.cut().await?;
-        if let Some(last) = self.pending.take() {
+        if let Some(last) = self.ahead.finished().await? {
             self.deliver(last).await?;
         }
         Ok(Dataset {

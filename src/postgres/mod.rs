@@ -6,6 +6,7 @@ pub use connect::PgTarget;
 mod column_order;
 pub mod data_only;
 pub mod dump;
+pub mod engine;
 pub mod fingerprint;
 pub mod inspect;
 pub mod large_objects;

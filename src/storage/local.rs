@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::RunLock;
 use crate::archive::catalog::{self, ArchiveSummary, VerificationStamp};
+use crate::dirlock::DirLock;
 use crate::error::Result;
 
 pub struct LocalDir {
@@ -37,6 +39,19 @@ impl super::ArchiveStore for LocalDir {
 
     async fn read_stamp(&self, id: &str) -> Option<VerificationStamp> {
         catalog::read_stamp(Path::new(id))
+    }
+
+    async fn lock(&self, command: &str) -> Result<RunLock> {
+        Ok(RunLock::new(DirLock::acquire(&self.dir, command)?))
+    }
+
+    async fn remove_abandoned(&self, current: Option<&str>) -> Result<()> {
+        let own_partial = current.map(|id| {
+            let mut name = std::ffi::OsString::from(id);
+            name.push(crate::archive::PARTIAL_SUFFIX);
+            PathBuf::from(name)
+        });
+        catalog::remove_stale_partials(&self.dir, own_partial.as_deref()).map(|_| ())
     }
 }
 

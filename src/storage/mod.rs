@@ -140,6 +140,25 @@ pub trait ArchiveStore: Send + Sync {
     async fn write_stamp(&self, id: &str, level: &str) -> Result<()>;
     /// The stamp of an archive, when it still matches the archive.
     async fn read_stamp(&self, id: &str) -> Option<VerificationStamp>;
+    /// Takes the overlapping-run lock for `command` (`backup`, `prune`), with the same exit code
+    /// and message wherever the archives live; held until the returned guard drops.
+    async fn lock(&self, command: &str) -> Result<RunLock>;
+    /// Under the lock: removes what killed runs left behind (`.partial` files, abandoned
+    /// multipart uploads), except `current`, this run's own archive id.
+    async fn remove_abandoned(&self, current: Option<&str>) -> Result<()>;
+}
+
+/// An overlapping-run lock on a directory or prefix, released on drop.
+pub struct RunLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl RunLock {
+    pub fn new(held: impl Send + Sync + 'static) -> RunLock {
+        RunLock {
+            _held: Box::new(held),
+        }
+    }
 }
 
 /// The archives at a directory or bucket-prefix location.

@@ -589,6 +589,20 @@ impl super::ArchiveStore for ObjectDir {
         let meta = archive.store.head(&archive.key).await.ok()?;
         read_object_stamp(&archive, &meta).await
     }
+
+    async fn lock(&self, command: &str) -> Result<super::RunLock> {
+        // Taking it also proves the bucket exists and the credentials work.
+        let lock = super::lock::BucketLock::acquire(&self.location, command).await?;
+        Ok(super::RunLock::new(lock))
+    }
+
+    async fn remove_abandoned(&self, _current: Option<&str>) -> Result<()> {
+        // A stale upload marker is a killed run's, whose parts would otherwise cost storage
+        // until a lifecycle rule ran; this run has not started its upload yet.
+        super::upload_marker::abort_abandoned(&self.location)
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Records a passed verification beside an archive object, tied to its size and time.

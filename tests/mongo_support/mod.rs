@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dbkeeper::archive::reader::VerifiedArchive;
-use dbkeeper::archive::writer::ArchiveWriter;
-use dbkeeper::archive::{Header, Manifest};
+use dbkeeper::archive::Header;
+use dbkeeper::engine::DumpReport;
 use dbkeeper::mongo::dump::{self, DumpOptions, DumpSummary};
 use dbkeeper::mongo::restore::{self, MongoRestoreReport, RestoreOptions};
 use dbkeeper::mongo::MongoTarget;
+use dbkeeper::ops::backup;
 use dbkeeper::redact::SecretUrl;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document, RawDocumentBuf};
@@ -23,7 +24,8 @@ pub fn target(db: &MongoTestDb) -> MongoTarget {
 }
 
 /// Dumps `db` into a new archive at `dir/<name>.dbk.tar`, the way `dbkeeper backup` does it for
-/// MongoDB alone: prepare (fixes the snapshot), header, run, manifest, commit.
+/// MongoDB alone: prepare (fixes the snapshot), header, then the library's
+/// [`backup::dump_to_file`].
 pub async fn dump_to_archive(
     db: &MongoTestDb,
     dir: &Path,
@@ -32,14 +34,20 @@ pub async fn dump_to_archive(
     let prepared = dump::prepare(&target(db), options).await.expect("prepare");
     let header = Header::new(chrono::Utc::now(), vec![prepared.source().clone()]);
     let path = dir.join(format!("{}.dbk.tar", db.name));
-    let mut writer = ArchiveWriter::create_file(&path, &header).unwrap();
-    let dumped = prepared.run(&mut writer).await.expect("dump");
-    let summary = dumped.summary.clone();
-    let mut manifest = Manifest::new(&header);
-    dumped.record(&mut manifest);
-    manifest.finished_at = chrono::Utc::now();
-    let path = writer.finish_file(&mut manifest).unwrap();
-    (path, summary)
+    let (path, _, reports) = backup::dump_to_file(
+        &path,
+        &header,
+        vec![Box::new(prepared)],
+        options.jobs,
+        None,
+        || None,
+    )
+    .await
+    .expect("dump");
+    match reports.into_iter().next() {
+        Some(DumpReport::Mongo(summary)) => (path, summary),
+        other => panic!("expected a MongoDB dump report, got {other:?}"),
+    }
 }
 
 /// Opens (V0) and restores an archive, as `dbkeeper restore` does.

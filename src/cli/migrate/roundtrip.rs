@@ -1,77 +1,13 @@
-//! `migrate test`: the round trip (up, down to zero, up) on a scratch database per engine,
-//! created on the configured server and dropped afterwards.
-
-use serde::Serialize;
+//! `migrate test`, rendered.
 
 use dbkeeper::error::Result;
-use dbkeeper::migrate::roundtrip::{round_trip, RoundTripReport};
-use dbkeeper::migrate::RunInfo;
-use dbkeeper::mongo::migrate::{scratch::MongoScratch, MongoMigrator};
-use dbkeeper::postgres::migrate::{scratch::PgScratch, PgMigrator};
-use dbkeeper::{mongo, postgres, Engine, ExitCode};
+use dbkeeper::ops::migrate::{roundtrip, Context};
+use dbkeeper::ExitCode;
 
-use super::{Context, Output};
-
-#[derive(Serialize)]
-struct EngineTest {
-    scratch_database: String,
-    /// Whether the scratch database was left in place (`--keep` after a failure).
-    kept: bool,
-    #[serde(flatten)]
-    report: RoundTripReport,
-}
+use super::Output;
 
 pub(super) async fn test(ctx: &Context<'_>, out: Output, keep: bool) -> Result<ExitCode> {
-    let run = RunInfo::current();
-    let scratch_name = format!(
-        "dbkeeper_test_{}_{}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        std::process::id()
-    );
-    let mut results = Vec::new();
-    for &engine in &ctx.engines {
-        let files = ctx.files(engine);
-        let timeout = ctx.lock_timeout;
-        let (report, kept) = match engine {
-            Engine::Postgres => {
-                let server = postgres::PgTarget::new(
-                    ctx.settings.require_pg()?,
-                    ctx.settings.connect_timeout,
-                )?;
-                let mut scratch = PgScratch::create(&server, &scratch_name).await?;
-                let result = async {
-                    let mut migrator = PgMigrator::connect(scratch.target()).await?;
-                    round_trip(&mut migrator, &mut scratch, files, timeout, &run).await
-                }
-                .await;
-                let kept = keep && !matches!(&result, Ok(r) if r.failure.is_none());
-                if !kept {
-                    scratch.drop_database().await?;
-                }
-                (result?, kept)
-            }
-            Engine::Mongo => {
-                let (url, db) = ctx.settings.require_mongo()?;
-                let server = mongo::MongoTarget::new(url, db, ctx.settings.connect_timeout);
-                let mut scratch = MongoScratch::create(&server, &scratch_name).await?;
-                let result = async {
-                    let mut migrator = MongoMigrator::connect(scratch.target()).await?;
-                    round_trip(&mut migrator, &mut scratch, files, timeout, &run).await
-                }
-                .await;
-                let kept = keep && !matches!(&result, Ok(r) if r.failure.is_none());
-                if !kept {
-                    scratch.drop_database().await?;
-                }
-                (result?, kept)
-            }
-        };
-        results.push(EngineTest {
-            scratch_database: scratch_name.clone(),
-            kept,
-            report,
-        });
-    }
+    let results = roundtrip::test(ctx, keep).await?;
     out.emit(&serde_json::json!({ "engines": &results }), || {
         for r in &results {
             let n = r.report.migrations;

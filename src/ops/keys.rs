@@ -1,18 +1,32 @@
 //! Encryption keys from flags, environment and `[encryption]`: who a backup is encrypted to,
 //! and what opens an encrypted archive. Flags (and their variables) win over the config file.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use dbkeeper::archive::crypt::{self, RecipientKey, Sealer, Unlock};
-use dbkeeper::config::Settings;
-use dbkeeper::error::{Error, Result};
+use crate::archive::crypt::{self, RecipientKey, Sealer, Unlock};
+use crate::config::Settings;
+use crate::error::{Error, Result};
 
-use super::args::{BackupArgs, KeyArgs};
+/// Who a backup is encrypted to: `--recipient`, `--recipients-file`, `--passphrase-file`.
+#[derive(Debug, Clone, Default)]
+pub struct SealKeys {
+    pub recipients: Vec<String>,
+    pub recipients_file: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// What opens an encrypted archive: `--identity` or `--passphrase-file`.
+#[derive(Debug, Clone, Default)]
+pub struct UnlockKeys {
+    pub identity: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
 
 /// The sealer a backup encrypts with, or `None` for an unencrypted archive.
-pub fn sealer(args: &BackupArgs, settings: &Settings) -> Result<Option<Arc<Sealer>>> {
+pub fn sealer(args: &SealKeys, settings: &Settings) -> Result<Option<Arc<Sealer>>> {
     let mut recipients = Vec::new();
-    for text in &args.recipient {
+    for text in &args.recipients {
         recipients.push(RecipientKey::parse(text, &format!("--recipient {text}"))?);
     }
     if let Some(path) = &args.recipients_file {
@@ -51,7 +65,7 @@ pub fn sealer(args: &BackupArgs, settings: &Settings) -> Result<Option<Arc<Seale
 
 /// What opens an encrypted archive: `--identity` / `--passphrase-file` (or their variables),
 /// else `[encryption] identity_file` / `passphrase_file`. `None` when nothing is configured.
-pub fn unlock(keys: &KeyArgs, settings: &Settings) -> Result<Option<Unlock>> {
+pub fn unlock(keys: &UnlockKeys, settings: &Settings) -> Result<Option<Unlock>> {
     let config = &settings.encryption;
     let (identity, passphrase) = if keys.identity.is_some() || keys.passphrase_file.is_some() {
         (keys.identity.clone(), keys.passphrase_file.clone())
