@@ -15,13 +15,7 @@ use common::{dbkeeper, PgTestDb};
 use predicates::prelude::*;
 
 fn migrations(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("migrations");
-    std::fs::create_dir(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    (root, dir)
+    common::files_in("migrations", files)
 }
 
 fn migrate(db: &PgTestDb, dir: &Path, args: &[&str]) -> assert_cmd::Command {

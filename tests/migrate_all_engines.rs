@@ -5,19 +5,10 @@
 
 mod common;
 
+use common::stdout_json;
 use std::path::Path;
 
 use common::{dbkeeper, stderr, MongoTestDb, PgTestDb};
-
-fn stdout_json(output: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            stderr(output)
-        )
-    })
-}
 
 /// A work directory with `migrations/` and `mongo_migrations/` holding the given files.
 fn project(pg: &[(&str, &str)], mongo: &[(&str, &str)]) -> tempfile::TempDir {

@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::stdout_json as json_of;
 use std::path::Path;
 
 use common::{dbkeeper, workdir, MongoTestDb, PgTestDb};
-use serde_json::Value;
 
 fn lint_sql(dir: &Path, json: bool) -> std::process::Output {
     let mut cmd = dbkeeper(dir.parent().unwrap());
@@ -22,16 +22,6 @@ fn lint_sql(dir: &Path, json: bool) -> std::process::Output {
         cmd.arg("--json");
     }
     cmd.output().unwrap()
-}
-
-fn json_of(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
 }
 
 const CREATE_ORDERS: &str = "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint);\n";

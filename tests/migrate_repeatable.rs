@@ -5,10 +5,10 @@
 
 mod common;
 
+use common::stdout_json as json_of;
 use std::path::Path;
 
 use common::{dbkeeper, stderr, workdir, MongoTestDb, PgTestDb};
-use serde_json::Value;
 
 const USERS: &str = "CREATE TABLE users (id bigint PRIMARY KEY, active boolean NOT NULL);\n\
                      INSERT INTO users VALUES (1, true), (2, false);\n";
@@ -44,16 +44,6 @@ fn ok(out: &std::process::Output) -> String {
         stderr(out)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            stderr(out)
-        )
-    })
 }
 
 /// (name, checksum, applied_on) of dbkeeper_schema_repeatable, or nothing if it does not exist.

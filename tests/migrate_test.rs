@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::stdout_json as json_of;
 use std::path::Path;
 
 use common::{dbkeeper, workdir, MongoTestDb, PgTestDb};
@@ -36,16 +37,6 @@ fn test_mongo(db: &MongoTestDb, dir: &Path) -> (Option<i32>, Value) {
         .output()
         .unwrap();
     (out.status.code(), json_of(&out))
-}
-
-fn json_of(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
 }
 
 async fn pg_database_exists(db: &PgTestDb, name: &str) -> bool {

@@ -10,7 +10,6 @@
 #![recursion_limit = "512"]
 
 mod common;
-mod mongo_support;
 
 use std::collections::BTreeMap;
 
@@ -28,8 +27,8 @@ use mongodb::bson::{
 };
 use mongodb::options::InsertManyOptions;
 
+use common::mongo_archive::*;
 use common::MongoTestDb;
-use mongo_support::*;
 
 /// Appends one element given as raw bytes (type, key, payload) to a finished document, for the
 /// deprecated types the driver will not build (DBPointer, Undefined, Symbol).
@@ -373,7 +372,8 @@ async fn backup_restore_round_trip_is_byte_identical() {
         jobs: 3,
         ..DumpOptions::default()
     };
-    let (path, summary) = mongo_support::dump_to_archive(&source, dir.path(), &options).await;
+    let (path, summary) =
+        common::mongo_archive::dump_to_archive(&source, dir.path(), &options).await;
 
     // The manifest: exact counts (what was written), a digest per collection, the point in time.
     let archive = VerifiedArchive::open(&path).unwrap();
@@ -530,7 +530,8 @@ async fn restore_renames_collections_and_follows_views() {
         snapshot_reads: false,
         ..DumpOptions::default()
     };
-    let (path, summary) = mongo_support::dump_to_archive(&source, dir.path(), &options).await;
+    let (path, summary) =
+        common::mongo_archive::dump_to_archive(&source, dir.path(), &options).await;
     // Without snapshot reads the manifest says the collections were read one after another.
     let archive = VerifiedArchive::open(&path).unwrap();
     let mongo = MongoManifest::from_manifest(archive.manifest())

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::stdout_json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,25 +23,9 @@ fn migrate(db: &MongoTestDb, dir: &Path, args: &[&str]) -> assert_cmd::Command {
     cmd
 }
 
-fn stdout_json(output: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
 /// A temp workdir with a `mongo_migrations/` directory holding `files`.
 fn migrations(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("mongo_migrations");
-    std::fs::create_dir(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    (work, dir)
+    common::files_in("mongo_migrations", files)
 }
 
 async fn history(db: &MongoTestDb) -> Vec<Document> {

@@ -4,7 +4,6 @@
 //! collections at all.
 
 mod common;
-mod mongo_support;
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +12,8 @@ use dbkeeper::mongo::restore::RestoreOptions;
 use dbkeeper::ExitCode;
 use mongodb::bson::{doc, Document};
 
+use common::mongo_archive::*;
 use common::MongoTestDb;
-use mongo_support::*;
 
 /// Where one member sits in the tar file.
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::stdout_json as json_of;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -42,24 +43,9 @@ fn migrate(db: &PgTestDb, dir: &Path, args: &[&str]) -> assert_cmd::Command {
     cmd
 }
 
-fn json_of(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
-}
-
 /// A fresh migrations directory (inside its own temp dir) holding `files`.
 fn migrations(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("migrations");
-    std::fs::create_dir(&dir).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    (root, dir)
+    common::files_in("migrations", files)
 }
 
 /// The example migrations copied, so a test may change them.

@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod mongo_archive;
+
 pub const PG_ENV: &str = "DBKEEPER_TEST_PG_URL";
 pub const MONGO_ENV: &str = "DBKEEPER_TEST_MONGO_URL";
 
@@ -25,6 +27,30 @@ fn service_url(var: &str, what: &str) -> String {
              (it starts the services), or `eval \"$(scripts/services.sh start)\"` first"
         ),
     }
+}
+
+/// The one JSON document a command printed on stdout; panics showing stdout and stderr when
+/// it is not one.
+pub fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// A temporary work directory with a `subdir/` holding `files` (name, text); returns the work
+/// directory (removed on drop) and `subdir`'s path.
+pub fn files_in(subdir: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join(subdir);
+    std::fs::create_dir(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    (work, dir)
 }
 
 /// A name unique across parallel tests and test processes.

@@ -17,7 +17,7 @@ use dbkeeper::redact::SecretUrl;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document, RawDocumentBuf};
 
-use crate::common::MongoTestDb;
+use super::MongoTestDb;
 
 pub fn target(db: &MongoTestDb) -> MongoTarget {
     MongoTarget::new(&SecretUrl::new(&db.url), &db.name, Duration::from_secs(10))
