@@ -35,7 +35,8 @@ fn main() {
             }
         };
         // Either signal drops the `cli::run` future before the handler below runs: its
-        // destructors remove a backup's `.partial` file and release the directory lock.
+        // destructors release the directory lock. A backup's `.partial` file may still be held
+        // by its writer thread, which the process does not wait for: the handler removes it.
         tokio::select! {
             result = cli::run(cli) => match result {
                 Ok(code) => code,
@@ -46,10 +47,12 @@ fn main() {
                 }
             },
             _ = tokio::signal::ctrl_c() => {
+                dbkeeper::archive::writer::remove_unfinished();
                 eprintln!("{interrupted}");
                 ExitCode::Interrupted
             }
             _ = terminated => {
+                dbkeeper::archive::writer::remove_unfinished();
                 eprintln!("{interrupted}");
                 ExitCode::Interrupted
             }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::{dbkeeper, pg_url_with_db, MongoTestDb, PgTestDb};
 use dbkeeper::archive::reader::VerifiedArchive;
-use dbkeeper::mongo::{restore as mongo_restore, verify as mongo_verify, MongoTarget};
-use dbkeeper::postgres::{restore as pg_restore, verify as pg_verify, PgTarget};
+use dbkeeper::engine::{Compare, CompareOptions, Database, Masks, RestoreOptions};
+use dbkeeper::mongo::MongoTarget;
+use dbkeeper::postgres::PgTarget;
 use dbkeeper::redact::SecretUrl;
 use dbkeeper::verify::Kind;
 use mongodb::bson::{doc, Document};
@@ -628,31 +629,19 @@ async fn restore_masked(
     ),
     targets: (&PgTarget, &MongoTarget),
 ) {
-    let pg_options = pg_restore::RestoreOptions {
+    let options = RestoreOptions {
         jobs: 2,
-        existing: pg_restore::ExistingTarget::Refuse,
-        keep_owner: false,
-        keep_privileges: false,
-        overwrite_source: false,
-        selection: Default::default(),
-        schema_only: false,
-        data_only: false,
-        mask: Some(masks.0.clone()),
+        masks: Masks {
+            postgres: Some(masks.0.clone()),
+            mongo: Some(masks.1.clone()),
+        },
+        ..RestoreOptions::default()
     };
-    pg_restore::preflight(archive, targets.0, &pg_options)
-        .await
-        .unwrap();
-    pg_restore::restore(archive.clone(), targets.0, &pg_options)
-        .await
-        .unwrap();
-    let mongo_options = mongo_restore::RestoreOptions {
-        jobs: 2,
-        mask: Some(masks.1.clone()),
-        ..Default::default()
-    };
-    mongo_restore::restore_database(archive, targets.1, &mongo_options)
-        .await
-        .unwrap();
+    let databases: [&dyn Database; 2] = [targets.0, targets.1];
+    for database in databases {
+        database.preflight(archive, &options).await.unwrap();
+        database.restore(archive, &options).await.unwrap();
+    }
 }
 
 /// Deep V2 of both targets, content compared with the masks' streams (or, without masks, with
@@ -665,30 +654,17 @@ async fn deep_content_mismatches(
     )>,
     targets: (&PgTarget, &MongoTarget),
 ) -> Vec<String> {
-    let pg = pg_verify::verify_target(
-        archive,
-        targets.0,
-        pg_verify::VerifyOptions {
-            jobs: 2,
-            deep: true,
-            masked: masks.map(|m| m.0.clone()),
-            ..Default::default()
+    let options = CompareOptions {
+        jobs: 2,
+        deep: true,
+        masks: Masks {
+            postgres: masks.map(|m| m.0.clone()),
+            mongo: masks.map(|m| m.1.clone()),
         },
-    )
-    .await
-    .unwrap();
-    let mongo = mongo_verify::verify_target(
-        archive,
-        targets.1,
-        &mongo_verify::VerifyOptions {
-            jobs: 2,
-            deep: true,
-            masked: masks.map(|m| m.1.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+        ..CompareOptions::default()
+    };
+    let pg = targets.0.compare(archive, &options).await.unwrap();
+    let mongo = targets.1.compare(archive, &options).await.unwrap();
     let mut found = Vec::new();
     for mismatch in pg.mismatches.iter().chain(&mongo.mismatches) {
         assert_eq!(mismatch.kind, Kind::Content, "{mismatch:?}");

@@ -241,6 +241,27 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(json)
 }
 
+/// The `.partial` files this process is writing. An interrupted command drops its future, but a
+/// backup's writer thread may still hold its file when the process exits: the signal handler
+/// removes these ([`remove_unfinished`]) so an interrupted backup never leaves one behind.
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes every `.partial` file still being written. For the signal handler, just before the
+/// process exits: a writer still holding one writes into an unlinked file.
+pub fn remove_unfinished() {
+    let paths = std::mem::take(&mut *UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()));
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn forget_unfinished(path: &Path) {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| p != path);
+}
+
 /// A file written under `<final>.partial` and renamed to `<final>` only by [`PartialFile::commit`],
 /// after an fsync. Dropped uncommitted, it deletes itself.
 pub struct PartialFile {
@@ -263,6 +284,10 @@ impl PartialFile {
         // 0600 whatever the umask: an archive is a copy of production.
         let file = crate::private_fs::create_new(&partial_path)
             .map_err(|e| Error::io(format!("creating {}", partial_path.display()), e))?;
+        UNFINISHED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(partial_path.clone());
         Ok(PartialFile {
             final_path: final_path.to_path_buf(),
             partial_path,
@@ -282,6 +307,7 @@ impl PartialFile {
             .take()
             .expect("a PartialFile is committed at most once");
         let result = self.sync_and_rename(file);
+        forget_unfinished(&self.partial_path);
         if result.is_err() {
             // Never leave a half-committed archive behind.
             let _ = std::fs::remove_file(&self.partial_path);
@@ -329,6 +355,7 @@ impl Drop for PartialFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.partial_path);
+            forget_unfinished(&self.partial_path);
         }
     }
 }

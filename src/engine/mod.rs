@@ -296,12 +296,12 @@ pub struct CompareOptions {
     pub masks: Masks,
 }
 
-impl CompareOptions {
-    /// `verify --pg-url/--mongo-url`: the whole archive against a database restored from it.
-    pub fn whole_archive(jobs: usize, deep: bool) -> CompareOptions {
+impl Default for CompareOptions {
+    /// The whole archive against a database restored from it (`verify --pg-url/--mongo-url`).
+    fn default() -> CompareOptions {
         CompareOptions {
-            jobs,
-            deep,
+            jobs: crate::config::DEFAULT_JOBS,
+            deep: false,
             renames: Vec::new(),
             keep_owner: false,
             keep_privileges: false,

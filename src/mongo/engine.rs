@@ -126,16 +126,7 @@ impl engine::Compare for MongoTarget {
         archive: &VerifiedArchive,
         options: &CompareOptions,
     ) -> Result<TargetCheck> {
-        let options = super::verify::VerifyOptions {
-            jobs: options.jobs,
-            deep: options.deep,
-            renames: options.renames.clone(),
-            selection: options.selection.clone(),
-            schema_only: options.schema_only,
-            masked: options.masks.mongo.clone(),
-            data_only: options.data_only,
-        };
-        super::verify::verify_target(archive, self, &options).await
+        super::verify::verify_target(archive, self, options).await
     }
 }
 

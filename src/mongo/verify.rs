@@ -28,38 +28,18 @@ use serde_json::Value;
 use super::inspect::{self, db_error};
 use super::manifest::{load_collections, MongoManifest};
 use super::metadata::{CollectionKind, CollectionMetadata, CollectionSpecs};
-use super::namespace::Rename;
 use super::restore::{plan, selected, Planned};
 use super::restore_mark;
 use super::MongoTarget;
 use crate::archive::reader::VerifiedArchive;
-use crate::archive::selection::Selection;
 use crate::error::{Engine, Error, Result};
 use crate::verify::{Kind, TargetCheck};
 
 /// Options that make up a collection's validation; the rest are compared as [`Kind::Options`].
 const VALIDATION_OPTIONS: [&str; 3] = ["validator", "validationLevel", "validationAction"];
 
-/// How much to compare.
-#[derive(Debug, Clone, Default)]
-pub struct VerifyOptions {
-    /// Collections checked at once.
-    pub jobs: usize,
-    /// Compare content digests (reads every document).
-    pub deep: bool,
-    /// The renames the restore used (`--ns-from`/`--ns-to`).
-    pub renames: Vec<Rename>,
-    /// The collections and views a scoped restore restored (`--include`/`--exclude`).
-    pub selection: Selection,
-    /// After `restore --schema-only`: definitions and indexes only, no document counts.
-    pub schema_only: bool,
-    /// After `restore --mask`: the masks the restore streamed documents through (by archived
-    /// collection name); a masked collection's content is compared with what they produced.
-    pub masked: Option<Arc<crate::mask::MongoMask>>,
-    /// After `restore --data-only`: documents only (the target's own collections kept their
-    /// options and indexes; views were not restored).
-    pub data_only: bool,
-}
+/// How much to compare: the options every engine's V2 takes.
+pub use crate::engine::CompareOptions as VerifyOptions;
 
 /// Compares `target`'s database with the archive's MongoDB dump. Errors only when the server
 /// cannot be reached or the archive holds no MongoDB dump; every difference is in the check.
@@ -127,7 +107,7 @@ pub async fn verify_target(
     for _ in 0..workers {
         let (db, queue, deep, target) = (db.clone(), queue.clone(), options.deep, target.clone());
         let documents = !options.schema_only;
-        let masked = options.masked.clone();
+        let masked = options.masks.mongo.clone();
         let definitions = !options.data_only;
         set.spawn(async move {
             let mut part = TargetCheck::new(Engine::Mongo, target.describe(), deep);

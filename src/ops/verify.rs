@@ -89,7 +89,11 @@ pub async fn verify(args: &VerifyRequest, settings: &Settings) -> Result<Verifie
     let archive = offline(&location, jobs, unlock, &mut report).await?;
     let offline_ok = report.ok;
     if let Some(archive) = &archive {
-        let options = CompareOptions::whole_archive(jobs, args.deep);
+        let options = CompareOptions {
+            jobs,
+            deep: args.deep,
+            ..CompareOptions::default()
+        };
         for check in targets::compare_configured(archive, settings, &options).await? {
             report.add_target(check);
         }

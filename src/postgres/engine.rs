@@ -20,7 +20,6 @@ use crate::verify::TargetCheck;
 use super::dump::{PgDump, PgDumpSummary};
 use super::migrate::scratch::PgScratch;
 use super::migrate::PgMigrator;
-use super::restore::ExistingTarget;
 use super::PgTarget;
 
 #[async_trait]
@@ -86,23 +85,6 @@ impl engine::PreparedDump for PgDump {
     }
 }
 
-fn restore_options(options: &RestoreOptions) -> super::restore::RestoreOptions {
-    super::restore::RestoreOptions {
-        jobs: options.jobs,
-        existing: match options.replace {
-            true => ExistingTarget::Replace,
-            false => ExistingTarget::Refuse,
-        },
-        keep_owner: options.keep_owner,
-        keep_privileges: options.keep_privileges,
-        overwrite_source: options.overwrite_source,
-        selection: options.selection.clone(),
-        schema_only: options.schema_only,
-        data_only: options.data_only,
-        mask: options.masks.postgres.clone(),
-    }
-}
-
 #[async_trait]
 impl engine::Restore for PgTarget {
     async fn preflight(
@@ -110,7 +92,7 @@ impl engine::Restore for PgTarget {
         archive: &Arc<VerifiedArchive>,
         options: &RestoreOptions,
     ) -> Result<()> {
-        super::restore::preflight(archive, self, &restore_options(options)).await
+        super::restore::preflight(archive, self, options).await
     }
 
     async fn restore(
@@ -118,8 +100,7 @@ impl engine::Restore for PgTarget {
         archive: &Arc<VerifiedArchive>,
         options: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let options = restore_options(options);
-        let report = super::restore::restore(archive.clone(), self, &options).await?;
+        let report = super::restore::restore(archive.clone(), self, options).await?;
         Ok(RestoreReport::Postgres(report))
     }
 }
@@ -131,17 +112,7 @@ impl engine::Compare for PgTarget {
         archive: &VerifiedArchive,
         options: &CompareOptions,
     ) -> Result<TargetCheck> {
-        let options = super::verify::VerifyOptions {
-            jobs: options.jobs,
-            deep: options.deep,
-            owners: options.keep_owner,
-            privileges: options.keep_privileges,
-            selection: options.selection.clone(),
-            schema_only: options.schema_only,
-            masked: options.masks.postgres.clone(),
-            data_only: options.data_only,
-        };
-        super::verify::verify_target(archive, self, options).await
+        super::verify::verify_target(archive, self, options.clone()).await
     }
 }
 

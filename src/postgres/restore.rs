@@ -53,28 +53,16 @@ pub enum ExistingTarget {
     Replace,
 }
 
-#[derive(Debug, Clone)]
-pub struct RestoreOptions {
-    pub jobs: usize,
-    pub existing: ExistingTarget,
-    /// Apply `ALTER ... OWNER TO` statements (needs the roles to exist on the target).
-    pub keep_owner: bool,
-    /// Apply GRANT/REVOKE statements.
-    pub keep_privileges: bool,
-    /// Allow replacing the very database the archive was taken from (`--overwrite-source`:
-    /// undoing a migration with the backup taken before it).
-    pub overwrite_source: bool,
-    /// The tables whose rows are loaded (`--include`/`--exclude`). The whole schema is restored
-    /// either way, as from an archive of only some tables.
-    pub selection: Selection,
-    /// `--schema-only`: pre-data and post-data, no rows, sequence values or materialized view
-    /// contents (what `pg_restore --schema-only` leaves out too).
-    pub schema_only: bool,
-    /// `--data-only`: rows, sequence values and materialized view contents into the existing,
-    /// empty tables of an existing database; no schema (see [`super::data_only`]).
-    pub data_only: bool,
-    /// Masks applied to rows on their way into the target (`--mask`).
-    pub mask: Option<Arc<crate::mask::PgMask>>,
+/// What to restore: the options every engine's restore takes.
+pub use crate::engine::RestoreOptions;
+
+impl ExistingTarget {
+    fn of(options: &RestoreOptions) -> ExistingTarget {
+        match options.replace {
+            true => ExistingTarget::Replace,
+            false => ExistingTarget::Refuse,
+        }
+    }
 }
 
 /// What a restore did.
@@ -143,7 +131,9 @@ pub async fn preflight(
     let major = inspect::server_major(&admin).await?;
     tools::find_tool("psql", major).await?;
     refuse_overwriting(archive, &admin, target, &source, &meta, options).await?;
-    if options.existing == ExistingTarget::Refuse && database_exists(&admin, target).await? {
+    if ExistingTarget::of(options) == ExistingTarget::Refuse
+        && database_exists(&admin, target).await?
+    {
         refuse_non_empty(target).await?;
     }
     Ok(())
@@ -358,7 +348,8 @@ pub async fn restore(
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
     refuse_overwriting(&archive, &admin, target, &source, &meta, options).await?;
-    let database_action = prepare_database(&admin, target, &meta, options.existing).await?;
+    let database_action =
+        prepare_database(&admin, target, &meta, ExistingTarget::of(options)).await?;
     set_restore_mark(&admin, target, &archive).await;
     drop(admin);
 
@@ -579,7 +570,9 @@ async fn refuse_overwriting(
     if !options.overwrite_source {
         refuse_source(admin, target, source).await?;
     }
-    if options.existing == ExistingTarget::Replace && database_exists(admin, target).await? {
+    if ExistingTarget::of(options) == ExistingTarget::Replace
+        && database_exists(admin, target).await?
+    {
         refuse_losing_unarchived_tables(archive, target, meta, &options.selection).await?;
     }
     Ok(())
@@ -1106,7 +1099,7 @@ async fn load_and_build<'a>(
     post: &PostDataPlan<'a>,
     member: &str,
 ) -> Result<(usize, Vec<&'a str>)> {
-    let (jobs, mask) = (options.jobs, options.mask.as_deref());
+    let (jobs, mask) = (options.jobs, options.masks.postgres.as_deref());
     let state = std::sync::Mutex::new(LoadState::new(archive, datasets, &post.builds));
     let total = state.lock().unwrap().unloaded_total;
     let released = tokio::sync::Notify::new();

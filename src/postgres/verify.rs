@@ -20,7 +20,7 @@
 //! gone, a column was dropped) is a mismatch, not an error: the report goes on.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -29,7 +29,6 @@ use tokio_postgres::Client;
 
 use crate::archive::digest::ContentDigest;
 use crate::archive::reader::VerifiedArchive;
-use crate::archive::selection::Selection;
 use crate::archive::Dataset;
 use crate::error::{Engine, Error, Result};
 use crate::postgres::connect::describe_error;
@@ -42,32 +41,8 @@ use crate::postgres::schema_objects;
 use crate::postgres::PgTarget;
 use crate::verify::{Kind, TargetCheck};
 
-/// How much to compare.
-#[derive(Debug, Clone, Default)]
-pub struct VerifyOptions {
-    /// Connections reading tables at once.
-    pub jobs: usize,
-    /// Compare content digests (reads every row).
-    pub deep: bool,
-    /// Owners were restored (`restore --keep-owner`): compare large objects' owners.
-    pub owners: bool,
-    /// Privileges were restored too (`--keep-owner --keep-privileges`): compare large objects'
-    /// ACLs.
-    pub privileges: bool,
-    /// The tables a scoped restore loaded (`restore --include/--exclude`); the others' rows
-    /// are not compared.
-    pub selection: Selection,
-    /// After `restore --schema-only`: definitions only; no rows, sequence values or
-    /// materialized view contents are compared.
-    pub schema_only: bool,
-    /// After `restore --mask`: the masks the restore streamed rows through; a masked table's
-    /// content is compared with the digest of what they produced.
-    pub masked: Option<Arc<crate::mask::PgMask>>,
-    /// After `restore --data-only`: rows and sequence values only; the definitions are the
-    /// target's own, not the archive's, so indexes, schema, materialized views and large
-    /// objects are not compared.
-    pub data_only: bool,
-}
+/// How much to compare: the options every engine's V2 takes.
+pub use crate::engine::CompareOptions as VerifyOptions;
 
 /// What a table's content is compared with.
 enum Expected {
@@ -166,7 +141,7 @@ pub async fn verify_target(
         readable
     };
     for (dataset, found) in read_tables(target, readable, options.clone()).await? {
-        let expected = expected_content(dataset, options.masked.as_deref());
+        let expected = expected_content(dataset, options.masks.postgres.as_deref());
         let differs = matches!((&found, &expected),
             (TableRead::Digest(d), Expected::Archive(e)) if d.to_hex() != *e);
         // Narrowing compares with the archive's rows: of no use for a masked table.
@@ -192,8 +167,8 @@ pub async fn verify_target(
     compare_schema(&mut check, &meta, &catalog).await?;
     let blobs = large_objects::CompareOptions {
         deep: options.deep,
-        owners: options.owners,
-        privileges: options.owners && options.privileges,
+        owners: options.keep_owner,
+        privileges: options.keep_owner && options.keep_privileges,
     };
     // Large objects are data: a schema-only restore leaves them out, as pg_restore does.
     if !options.schema_only {
