@@ -251,6 +251,88 @@ async fn backup_list_verify_restore_from_a_bucket_for_both_engines() {
     let _ = mongo_db.drop().await;
 }
 
+/// Regression: a backup to a bucket with `--passphrase-file` sealed its chunks but not the
+/// archive (no KEY.age, the manifest in clear, not marked encrypted), so nothing could restore
+/// it; with `--mask` its manifest lost the masking record. A bucket archive is now written
+/// exactly like a local one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_archive_is_sealed_and_records_its_masking_like_a_local_one() {
+    let pg = PgTestDb::create().await;
+    pg.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE secrets (id int PRIMARY KEY, note text NOT NULL);
+             INSERT INTO secrets SELECT g, 'note-in-clear-' || g FROM generate_series(1, 400) g;",
+        )
+        .await
+        .unwrap();
+    let bucket = bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let passphrase = dir.path().join("pass.txt");
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    std::fs::write(dir.path().join("mask.key"), "bucket-mask-key-0123456789\n").unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "key_file = \"mask.key\"\n[postgres.\"public.secrets\"]\nnote = \"hash\"\n",
+    )
+    .unwrap();
+    let prefix = format!("s3://{bucket}/sealed/");
+    let report = stdout_json(
+        dbk(dir.path())
+            .args(["--pg-url", &pg.url, "backup", "--output", &prefix])
+            .args(["--mask", "rules.toml", "--passphrase-file"])
+            .arg(&passphrase),
+    );
+    let archive = report["archive"].as_str().unwrap().to_string();
+    assert_eq!(report["masking"]["rules_file"], "rules.toml", "{report}");
+
+    let list = stdout_json(dbk(dir.path()).args(["list", &prefix]));
+    assert_eq!(list["archives"][0]["encrypted"], true, "{list}");
+    // Without the passphrase: V0 only, and restore refuses.
+    let verify = stdout_json(dbk(dir.path()).args(["verify", &archive]));
+    assert_eq!(verify["levels"], serde_json::json!(["V0"]), "{verify}");
+    let target = unique_name("s3_sealed");
+    let target_url = pg_url_with_db(&common::pg_server_url(), &target);
+    fails(
+        dbk(dir.path()).args(["--pg-url", &target_url, "restore", &archive]),
+        2,
+    );
+
+    let restored = stdout_json(
+        dbk(dir.path())
+            .args(["--pg-url", &target_url, "restore", &archive])
+            .arg("--passphrase-file")
+            .arg(&passphrase),
+    );
+    assert_eq!(
+        restored["postgres"]["verify"]["mismatches"],
+        serde_json::json!([]),
+        "{restored}"
+    );
+    assert_eq!(restored["postgres"]["rows"], 400, "{restored}");
+    assert_eq!(
+        restored["archive_masking"]["rules_file"], "rules.toml",
+        "{restored}"
+    );
+    let client = common::pg_connect(&target_url).await;
+    let in_clear: i64 = client
+        .query_one(
+            "SELECT count(*) FROM secrets WHERE note LIKE 'note-in-clear-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_clear, 0, "the archive holds masked notes only");
+    drop(client);
+    let admin = common::pg_connect(&common::pg_server_url()).await;
+    let _ = admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"
+        ))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_and_backup_prune_on_a_bucket() {
     let pg = PgTestDb::create().await;

@@ -7,7 +7,7 @@
 //! archive behind.
 
 use std::io::IsTerminal;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,13 +20,14 @@ use crate::archive::codec::{Codec, Compression};
 use crate::archive::crypt::Sealer;
 use crate::archive::manifest::MaskingRecord;
 use crate::archive::reader::VerifiedArchive;
-use crate::archive::writer::ArchiveWriter;
+use crate::archive::writer::{ArchiveWriter, PartialFile};
 use crate::archive::{pipeline, Header, Manifest, ARCHIVE_SUFFIX};
 use crate::config::Settings;
 use crate::engine::{self, DumpOptions, DumpReport, Masks, MongoDumpSummary, PgDumpSummary};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::object::ObjectLocation;
+use crate::storage::sink::{ArchiveSink, StdoutSink};
 use crate::storage::upload::MultipartSink;
 use crate::storage::{self, Location};
 
@@ -266,40 +267,26 @@ async fn perform_inner(args: &BackupOptions, settings: &Settings) -> Result<Back
         })
     };
 
-    let (manifest, reports, path, bytes) = match &destination {
+    let (sink, name): (Box<dyn ArchiveSink>, String) = match &destination {
         Destination::File(path) => {
-            let (path, manifest, reports) =
-                dump_to_file(path, &header, dumps, jobs, sealer, || masking(&masks)).await?;
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            (manifest, reports, path.display().to_string(), bytes)
+            let file = PartialFile::create(path)?;
+            let name = file.partial_path().display().to_string();
+            (Box::new(file), name)
         }
-        Destination::Stdout => {
-            let out = CountingWriter::new(BufWriter::with_capacity(1 << 20, std::io::stdout()));
-            let mut writer = ArchiveWriter::new(out, &header, "stdout".into())?;
-            if let Some(sealer) = &sealer {
-                writer.encrypt_with(sealer.clone())?;
-            }
-            let (writer, mut manifest, reports) = dump_into(writer, dumps, jobs, &header).await?;
-            manifest.masking = masking(&masks);
-            let (out, manifest) =
-                blocking(move || writer.finish(&mut manifest).map(|w| (w, manifest))).await?;
-            (manifest, reports, "-".to_string(), out.count)
-        }
-        Destination::Object { archive, .. } => {
-            let sink = MultipartSink::create(archive).await?;
-            let writer = ArchiveWriter::new(sink, &header, archive.url())?;
-            let (writer, mut manifest, reports) = dump_into(writer, dumps, jobs, &header).await?;
-            let (url, bytes, manifest) = blocking(move || {
-                crate::faultpoint::pause("manifest");
-                let sink = writer.finish(&mut manifest)?;
-                let bytes = sink.written();
-                // The object appears under its name only now, after COMMIT.
-                sink.complete().map(|url| (url, bytes, manifest))
-            })
-            .await?;
-            (manifest, reports, url, bytes)
-        }
+        Destination::Stdout => (Box::new(StdoutSink::new()), "stdout".to_string()),
+        Destination::Object { archive, .. } => (
+            Box::new(MultipartSink::create(archive).await?),
+            archive.url(),
+        ),
     };
+    let masking = || masking(&masks);
+    let written = write_archive(sink, name, &header, dumps, jobs, sealer, masking).await?;
+    let Written {
+        archive: path,
+        bytes,
+        manifest,
+        reports,
+    } = written;
 
     let pruned = match (&destination, args.prune) {
         (Destination::File(path), true) => Some(
@@ -345,9 +332,50 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Writes prepared dumps into a new archive file at `path` (as `path.partial`, renamed when
-/// complete): header, every engine's members, the manifest (with `masking()`'s record) and
-/// COMMIT. Returns the final path, the manifest and each engine's report.
+/// What [`write_archive`] wrote.
+pub struct Written {
+    /// The archive's final name: a path, an object URL, or `-`.
+    pub archive: String,
+    pub bytes: u64,
+    pub manifest: Manifest,
+    pub reports: Vec<DumpReport>,
+}
+
+/// Streams prepared dumps into `sink` as one archive: header (and, with a sealer, the
+/// encryption), every engine's members, the manifest (with `masking()`'s record, asked once the
+/// dumps are done) and COMMIT; then commits the sink, so the archive appears under its final
+/// name. `name` names the sink in errors.
+pub async fn write_archive(
+    sink: Box<dyn ArchiveSink>,
+    name: String,
+    header: &Header,
+    dumps: Vec<Box<dyn engine::PreparedDump>>,
+    jobs: usize,
+    sealer: Option<Arc<Sealer>>,
+    masking: impl FnOnce() -> Option<MaskingRecord>,
+) -> Result<Written> {
+    let mut writer = ArchiveWriter::new(sink, header, name)?;
+    if let Some(sealer) = sealer {
+        writer.encrypt_with(sealer)?;
+    }
+    let (writer, mut manifest, reports) = dump_into(writer, dumps, jobs, header).await?;
+    manifest.masking = masking();
+    let (archive, bytes, manifest) = blocking(move || {
+        crate::faultpoint::pause("manifest");
+        let (archive, bytes) = writer.finish(&mut manifest)?.commit()?;
+        Ok((archive, bytes, manifest))
+    })
+    .await?;
+    Ok(Written {
+        archive,
+        bytes,
+        manifest,
+        reports,
+    })
+}
+
+/// [`write_archive`] into a new file at `path` (written as `path.partial`, renamed when
+/// complete). Returns the final path, the manifest and each engine's report.
 pub async fn dump_to_file(
     path: &Path,
     header: &Header,
@@ -356,18 +384,11 @@ pub async fn dump_to_file(
     sealer: Option<Arc<Sealer>>,
     masking: impl FnOnce() -> Option<MaskingRecord>,
 ) -> Result<(PathBuf, Manifest, Vec<DumpReport>)> {
-    let mut writer = ArchiveWriter::create_file(path, header)?;
-    if let Some(sealer) = sealer {
-        writer.encrypt_with(sealer)?;
-    }
-    let (writer, mut manifest, reports) = dump_into(writer, dumps, jobs, header).await?;
-    manifest.masking = masking();
-    let (path, manifest) = blocking(move || {
-        crate::faultpoint::pause("manifest");
-        writer.finish_file(&mut manifest).map(|p| (p, manifest))
-    })
-    .await?;
-    Ok((path, manifest, reports))
+    let file = PartialFile::create(path)?;
+    let name = file.partial_path().display().to_string();
+    let written = write_archive(Box::new(file), name, header, dumps, jobs, sealer, masking);
+    let written = written.await?;
+    Ok((written.archive.into(), written.manifest, written.reports))
 }
 
 /// Runs the dumps into `writer` through the archive's one writer thread; returns the writer
@@ -501,30 +522,6 @@ fn output_dir(output: Option<&str>, settings: &Settings) -> Option<PathBuf> {
         Some(o) if o.ends_with(".tar") && !Path::new(o).is_dir() => None,
         Some(o) => Some(PathBuf::from(o)),
         None => Some(settings.backup_dir.clone()),
-    }
-}
-
-/// Counts what goes to stdout, for the report.
-struct CountingWriter<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W> CountingWriter<W> {
-    fn new(inner: W) -> Self {
-        CountingWriter { inner, count: 0 }
-    }
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod local;
 pub mod lock;
 pub mod object;
+pub mod sink;
 pub mod source;
 pub mod upload;
 pub mod upload_marker;
