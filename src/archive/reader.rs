@@ -283,7 +283,8 @@ impl VerifiedArchive {
             (OpenError::NoMatchingKey, Unlock::IdentityFile(path)) => Error::bad_input(
                 format!("identity file {}", path.display()),
                 format!(
-                    "matches none of the recipients {archive} was made for ({}); pass the                      identity of one of them",
+                    "matches none of the recipients {archive} was made for ({}); pass the \
+                     identity of one of them",
                     info.recipients.join(", ")
                 ),
             ),
@@ -308,7 +309,8 @@ impl VerifiedArchive {
             problems.add(
                 SEALED_MANIFEST_MEMBER,
                 format!(
-                    "the encrypted manifest and {MANIFEST_MEMBER} list different members: the                      archive was altered"
+                    "the encrypted manifest and {MANIFEST_MEMBER} list different members: the \
+                     archive was altered"
                 ),
             );
         }
@@ -551,7 +553,9 @@ pub(crate) fn printable(text: &str, max: usize) -> String {
 /// The error for using an encrypted archive without its key: names the flags.
 pub fn needs_key(path: &Path) -> Error {
     Error::Usage(format!(
-        "archive {} is encrypted: pass --identity FILE (or set DBKEEPER_IDENTITY_FILE, or          [encryption] identity_file) with a secret key of one of its recipients, or          --passphrase-file FILE (DBKEEPER_PASSPHRASE_FILE) if it was made with a passphrase",
+        "archive {} is encrypted: pass --identity FILE (or set DBKEEPER_IDENTITY_FILE, or \
+         [encryption] identity_file) with a secret key of one of its recipients, or \
+         --passphrase-file FILE (DBKEEPER_PASSPHRASE_FILE) if it was made with a passphrase",
         path.display()
     ))
 }
@@ -879,5 +883,17 @@ fn check_datasets(manifest: &Manifest, problems: &mut Problems) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: messages continued over several source lines without `\` carried the next
+    /// line's indentation into the text ("or          [encryption] identity_file").
+    #[test]
+    fn the_missing_key_message_reads_as_one_sentence() {
+        let message = super::needs_key(std::path::Path::new("nightly.dbk.tar")).to_string();
+        assert!(!message.contains("  "), "{message}");
+        assert!(message.contains("--identity FILE") && message.contains("--passphrase-file"));
     }
 }
