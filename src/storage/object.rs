@@ -430,29 +430,34 @@ impl super::RangedSource for ObjectSource {
     }
 
     fn sequential(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
-        // One GET streamed through a small channel: bounded memory, no local copy.
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        // Ranged GETs, several in flight and delivered in order through a small channel: one
+        // streamed GET is as slow as the server's single-request throughput, while V0 has to
+        // read every byte before the restore may begin. Memory stays at
+        // (SEQUENTIAL_AHEAD + channel) x SEQUENTIAL_RANGE; nothing is staged on disk.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
         let store = self.store.clone();
         let key = self.key.clone();
         let url = self.url.clone();
         let downloaded = self.downloaded.clone();
+        let ranges: Vec<std::ops::Range<u64>> = (0..self.len)
+            .step_by(SEQUENTIAL_RANGE as usize)
+            .map(|start| start..(start + SEQUENTIAL_RANGE).min(self.len))
+            .collect();
         self.runtime.spawn(async move {
-            let to_io = |e: object_store::Error| {
-                std::io::Error::other(format!("reading {url}: {}", describe(&e)))
-            };
-            let mut stream = match store.get(&key).await {
-                Ok(result) => result.into_stream(),
-                Err(e) => {
-                    let _ = tx.send(Err(to_io(e))).await;
-                    return;
-                }
-            };
-            while let Some(item) = stream.next().await {
-                if let Ok(bytes) = &item {
+            let mut parts = futures::stream::iter(ranges)
+                .map(|range| {
+                    let (store, key) = (store.clone(), key.clone());
+                    async move { store.get_range(&key, range).await }
+                })
+                .buffered(SEQUENTIAL_AHEAD);
+            while let Some(part) = parts.next().await {
+                let part = part
+                    .map_err(|e| std::io::Error::other(format!("reading {url}: {}", describe(&e))));
+                if let Ok(bytes) = &part {
                     downloaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
-                let failed = item.is_err();
-                if tx.send(item.map_err(to_io)).await.is_err() || failed {
+                let failed = part.is_err();
+                if tx.send(part).await.is_err() || failed {
                     return;
                 }
             }
@@ -463,6 +468,10 @@ impl super::RangedSource for ObjectSource {
         }))
     }
 }
+
+/// V0's pass over an object: the size of each ranged GET, and how many are in flight.
+const SEQUENTIAL_RANGE: u64 = 4 << 20;
+const SEQUENTIAL_AHEAD: usize = 4;
 
 /// The synchronous end of a streamed GET.
 struct ChannelReader {
