@@ -1,11 +1,15 @@
 //! dbkeeper: versioned migrations, self-verifying backups and proven restores for PostgreSQL and
 //! MongoDB.
 //!
-//! The crate keeps three kinds of code apart:
+//! The crate keeps four kinds of code apart:
+//! - [`ops`]: one function per verb (backup, restore, verify, list, prune, ping, migrate ...),
+//!   typed options in, typed report out; the binary's CLI (`src/main.rs`, `src/cli/`) only
+//!   parses flags into them and renders what they return;
+//! - [`engine`]: the capability traits every engine implements and the one registry of engines;
+//! - one module per engine, [`postgres`] and [`mongo`], implementing those traits;
 //! - a database-free core: [`migrate`] (discovery, status, planning, the one apply/revert loop),
-//!   [`archive`] (format, manifest, checksums), [`config`], [`redact`];
-//! - one module per engine, [`postgres`] and [`mongo`], implementing the core's small traits;
-//! - the CLI, which lives in the binary (`src/main.rs`, `src/cli/`).
+//!   [`archive`] (format, manifest, checksums, the one writer pipeline), [`storage`], [`mask`],
+//!   [`config`], [`redact`].
 
 pub mod archive;
 pub mod config;

@@ -1,4 +1,5 @@
-//! The thin CLI: turn arguments into [`Settings`], call one verb function per subcommand, print.
+//! The thin CLI: turn arguments into [`Settings`] and each subcommand's options, call its one
+//! library operation (`dbkeeper::ops`), render the report as text or JSON, map the exit code.
 
 pub mod args;
 mod backup;
