@@ -293,6 +293,8 @@ async fn a_bucket_archive_is_sealed_and_records_its_masking_like_a_local_one() {
     assert_eq!(verify["levels"], serde_json::json!(["V0"]), "{verify}");
     let target = unique_name("s3_sealed");
     let target_url = pg_url_with_db(&common::pg_server_url(), &target);
+    // Dropped at the end (kept if the test fails), like every test database.
+    let _restored = PgTestDb::adopt(&target, target_url.clone());
     fails(
         dbk(dir.path()).args(["--pg-url", &target_url, "restore", &archive]),
         2,
@@ -325,12 +327,6 @@ async fn a_bucket_archive_is_sealed_and_records_its_masking_like_a_local_one() {
         .get(0);
     assert_eq!(in_clear, 0, "the archive holds masked notes only");
     drop(client);
-    let admin = common::pg_connect(&common::pg_server_url()).await;
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"
-        ))
-        .await;
 }
 
 /// V0 reads an object as several ranged GETs in flight, delivered in order: an archive of many
@@ -387,6 +383,7 @@ async fn an_archive_of_many_ranges_verifies_and_restores_from_a_bucket() {
 
     let target = unique_name("s3_ranges");
     let target_url = pg_url_with_db(&common::pg_server_url(), &target);
+    let _restored = PgTestDb::adopt(&target, target_url.clone());
     let restored =
         stdout_json(dbk(dir.path()).args(["--pg-url", &target_url, "restore", &archive, "--deep"]));
     assert_eq!(
@@ -395,12 +392,6 @@ async fn an_archive_of_many_ranges_verifies_and_restores_from_a_bucket() {
         "{restored}"
     );
     assert_eq!(restored["postgres"]["rows"], 110000, "{restored}");
-    let admin = common::pg_connect(&common::pg_server_url()).await;
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{target}\" WITH (FORCE)"
-        ))
-        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
