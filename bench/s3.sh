@@ -9,7 +9,9 @@
 #
 # Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a maintenance database, and
 # an S3 API endpoint in DBKEEPER_TEST_S3_ENDPOINT (scripts/services.sh start s3 starts moto).
-# The binary is $DBKEEPER_BIN, else target/release/dbkeeper (built here).
+# The binary is $DBKEEPER_BIN, else target/release/dbkeeper (built here). Against a server that
+# checks signatures, create the bucket first, name it in DBKEEPER_BENCH_BUCKET and export
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: bench / bench).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +22,7 @@ ENDPOINT=${DBKEEPER_TEST_S3_ENDPOINT:?set DBKEEPER_TEST_S3_ENDPOINT (scripts/ser
 TAG=${DBKEEPER_BENCH_TAG:-dbk_s3bench}
 PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -1)
 WORK=$(mktemp -d)
-BUCKET="${TAG//_/-}-$$"
+BUCKET=${DBKEEPER_BENCH_BUCKET:-"${TAG//_/-}-$$"}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 cleanup() {
@@ -47,7 +49,9 @@ INSERT INTO orders SELECT i, i % 5000, repeat(md5(i::text), 3), now() - i * inte
   FROM generate_series(1, $ROWS) i;
 CREATE INDEX orders_customer ON orders (customer);
 SQL
-curl -sf -X PUT "$ENDPOINT/$BUCKET" >/dev/null
+# moto takes an unsigned bucket creation; a server that checks signatures (s3s-fs) needs the
+# bucket made beforehand and named in DBKEEPER_BENCH_BUCKET.
+[[ -n ${DBKEEPER_BENCH_BUCKET:-} ]] || curl -sf -X PUT "$ENDPOINT/$BUCKET" >/dev/null
 
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-bench} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-bench}
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_ENDPOINT_URL=$ENDPOINT
