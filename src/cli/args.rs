@@ -158,6 +158,15 @@ pub enum EngineArg {
     Mongo,
 }
 
+impl From<EngineArg> for dbkeeper::Engine {
+    fn from(arg: EngineArg) -> dbkeeper::Engine {
+        match arg {
+            EngineArg::Postgres => dbkeeper::Engine::Postgres,
+            EngineArg::Mongo => dbkeeper::Engine::Mongo,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PingArgs {
     #[command(flatten)]

@@ -17,7 +17,6 @@ mod roundtrip;
 
 use super::args::{DirtyArg, MigrateArgs, MigrateCommand};
 use super::output::Output;
-use super::restore::engine_of;
 
 pub async fn run(args: MigrateArgs, settings: &Settings, out: Output) -> Result<ExitCode> {
     let ctx = Context::new(&scope(&args), settings)?;
@@ -66,7 +65,7 @@ fn scope(args: &MigrateArgs) -> Scope {
             MigrateCommand::Down { .. } => Purpose::Down,
             _ => Purpose::Other,
         },
-        engine: args.engine.map(engine_of),
+        engine: args.engine.map(dbkeeper::Engine::from),
         lock_timeout: args.lock_timeout.map(Duration::from_secs),
         migrations_dir: args.migrations_dir.clone(),
         mongo_migrations_dir: args.mongo_migrations_dir.clone(),

@@ -10,7 +10,7 @@ use dbkeeper::ops::restore::{
 use dbkeeper::verify::TargetCheck;
 use dbkeeper::{Engine, ExitCode};
 
-use super::args::{EngineArg, RestoreArgs, RestoreMode};
+use super::args::{RestoreArgs, RestoreMode};
 use super::contents;
 use super::output::{count, human_bytes, Output};
 use super::verify::print_mismatches;
@@ -32,7 +32,7 @@ pub async fn run(args: RestoreArgs, settings: &Settings, out: Output) -> Result<
 fn request(args: RestoreArgs) -> RestoreRequest {
     RestoreRequest {
         archive: args.archive,
-        engine: args.engine.map(engine_of),
+        engine: args.engine.map(Engine::from),
         list_only: args.list,
         include: args.include,
         exclude: args.exclude,
@@ -52,13 +52,6 @@ fn request(args: RestoreArgs) -> RestoreRequest {
             identity: args.keys.identity,
             passphrase_file: args.keys.passphrase_file,
         },
-    }
-}
-
-pub fn engine_of(arg: EngineArg) -> Engine {
-    match arg {
-        EngineArg::Postgres => Engine::Postgres,
-        EngineArg::Mongo => Engine::Mongo,
     }
 }
 

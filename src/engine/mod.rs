@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
 
 use crate::archive::chunk::Encoding;
 use crate::archive::manifest::MaskedField;
@@ -24,7 +23,7 @@ use crate::archive::reader::VerifiedArchive;
 use crate::archive::selection::Selection;
 use crate::archive::{Dataset, Manifest, Source};
 use crate::config::Settings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mask::{MongoMask, PgMask, Rules};
 use crate::migrate::{Migration, MigrationEngine, Repeatable};
 use crate::{mongo, postgres, Engine};
@@ -76,8 +75,7 @@ pub struct Dumped {
 }
 
 /// One engine's part of a backup report.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum DumpReport {
     Postgres(PgDumpSummary),
     Mongo(MongoDumpSummary),
@@ -101,8 +99,7 @@ pub trait Restore: Send + Sync {
 }
 
 /// One engine's part of a restore report.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RestoreReport {
     Postgres(PgRestoreReport),
     Mongo(MongoRestoreReport),
@@ -313,16 +310,18 @@ impl Default for CompareOptions {
     }
 }
 
+/// How a registry entry opens its engine's database from the settings (see [`Registered`]).
+type OpenDatabase = fn(&Settings, Option<&str>) -> Result<Box<dyn Database>>;
+
 /// One registered engine: how to find its database in the settings.
 pub struct Registered {
     pub engine: Engine,
     /// Whether the settings name a database of this engine.
     configured: fn(&Settings) -> bool,
-    /// The configured database, or a usage error saying how to configure one.
-    open: fn(&Settings) -> Result<Box<dyn Database>>,
-    /// The database to restore the archive's data of this engine into; `database` is the
-    /// archived database's name, the default when the settings name none.
-    open_for_archive: fn(&Settings, &str) -> Result<Box<dyn Database>>,
+    /// The configured database, or a usage error saying how to configure one. `archived` is the
+    /// archive's database name when the database is for an archive's data (restore, verify):
+    /// the default when the settings name none.
+    open: OpenDatabase,
     pub files: &'static dyn MigrationFiles,
 }
 
@@ -331,14 +330,7 @@ pub static REGISTRY: [Registered; 2] = [
     Registered {
         engine: Engine::Postgres,
         configured: |settings| settings.pg_url.is_some(),
-        open: |settings| {
-            let url = settings.require_pg()?;
-            Ok(Box::new(postgres::PgTarget::new(
-                url,
-                settings.connect_timeout,
-            )?))
-        },
-        open_for_archive: |settings, _| {
+        open: |settings, _| {
             let url = settings.require_pg()?;
             Ok(Box::new(postgres::PgTarget::new(
                 url,
@@ -350,20 +342,12 @@ pub static REGISTRY: [Registered; 2] = [
     Registered {
         engine: Engine::Mongo,
         configured: |settings| settings.mongo_url.is_some(),
-        open: |settings| {
-            let (url, db) = settings.require_mongo()?;
-            Ok(Box::new(mongo::MongoTarget::new(
-                url,
-                db,
-                settings.connect_timeout,
-            )))
-        },
         // `--mongo-db`, else the URL's path, else the archived database's name.
-        open_for_archive: |settings, archived| {
-            let url = settings.mongo_url.as_ref().ok_or_else(|| {
-                Error::Usage("no MongoDB database configured: pass --mongo-url".into())
-            })?;
-            let db = settings.mongo_db.as_deref().unwrap_or(archived);
+        open: |settings, archived| {
+            let (url, db) = match (settings.mongo_url.as_ref(), archived) {
+                (Some(url), Some(archived)) if settings.mongo_db.is_none() => (url, archived),
+                _ => settings.require_mongo()?,
+            };
             Ok(Box::new(mongo::MongoTarget::new(
                 url,
                 db,
@@ -398,7 +382,7 @@ pub fn configured_engines(settings: &Settings) -> Vec<Engine> {
 
 /// The configured database of `engine`; a usage error saying how to configure one if none is.
 pub fn open(engine: Engine, settings: &Settings) -> Result<Box<dyn Database>> {
-    (registered(engine).open)(settings)
+    (registered(engine).open)(settings, None)
 }
 
 /// The one "for each configured engine" loop: every configured database, in registry order.
@@ -419,7 +403,7 @@ pub fn for_archive(
     let entry = registered(engine);
     match manifest.source(engine) {
         Some(source) if (entry.configured)(settings) => {
-            (entry.open_for_archive)(settings, &source.database).map(Some)
+            (entry.open)(settings, Some(&source.database)).map(Some)
         }
         _ => Ok(None),
     }

@@ -39,7 +39,7 @@ use crate::archive::chunk::{ChunkBuilder, CompressedChunk, Encoding};
 use crate::archive::digest::ContentDigest;
 use crate::archive::pipeline::{EncodeAhead, MemberSender};
 use crate::archive::writer::Member;
-use crate::archive::{chunk_member_name, Dataset, Manifest, RecordFormat, Source};
+use crate::archive::{chunk_member_name, Dataset, RecordFormat, Source};
 use crate::error::{Engine, Error, Result};
 
 /// How to dump: the options every engine's dump takes.
@@ -111,19 +111,6 @@ pub struct MongoDump {
     pub datasets: Vec<Dataset>,
     pub manifest: MongoManifest,
     pub summary: DumpSummary,
-}
-
-impl MongoDump {
-    /// Records the dump in the archive's manifest: its source (replacing the header's MongoDB
-    /// source, which is the same), its datasets and `engines.mongo`.
-    pub fn record(self, manifest: &mut Manifest) {
-        manifest.sources.retain(|s| s.engine != Engine::Mongo);
-        manifest.sources.push(self.source);
-        manifest.datasets.extend(self.datasets);
-        manifest
-            .engines
-            .insert(Engine::Mongo.as_str().to_string(), self.manifest.to_value());
-    }
 }
 
 /// Connects, selects collections, reads their definitions and fixes the point in time.
@@ -324,7 +311,7 @@ impl PreparedDump {
     }
 
     /// Writes the definitions and every collection's documents to `writer`. Returns what the
-    /// manifest needs; nothing is recorded in it here (see [`MongoDump::record`]).
+    /// manifest needs; nothing is recorded in it here (`engine::run_dumps` does that).
     ///
     /// Member names are `mongo/meta/<i>-<name>.metadata.json` and
     /// `mongo/data/<i>-<db.coll>/<chunk>.bson.gz`, `<i>` being the collection's position in this

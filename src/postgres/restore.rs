@@ -44,26 +44,8 @@ use crate::postgres::tools::{self, PgTool};
 use crate::postgres::PgTarget;
 use crate::postgres::{column_order, data_only, script};
 
-/// What to do when the target database already has objects in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExistingTarget {
-    /// Refuse (exit 4).
-    Refuse,
-    /// Drop the database and create it again.
-    Replace,
-}
-
 /// What to restore: the options every engine's restore takes.
 pub use crate::engine::RestoreOptions;
-
-impl ExistingTarget {
-    fn of(options: &RestoreOptions) -> ExistingTarget {
-        match options.replace {
-            true => ExistingTarget::Replace,
-            false => ExistingTarget::Refuse,
-        }
-    }
-}
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
@@ -131,9 +113,7 @@ pub async fn preflight(
     let major = inspect::server_major(&admin).await?;
     tools::find_tool("psql", major).await?;
     refuse_overwriting(archive, &admin, target, &source, &meta, options).await?;
-    if ExistingTarget::of(options) == ExistingTarget::Refuse
-        && database_exists(&admin, target).await?
-    {
+    if !options.replace && database_exists(&admin, target).await? {
         refuse_non_empty(target).await?;
     }
     Ok(())
@@ -348,8 +328,7 @@ pub async fn restore(
     let major = inspect::server_major(&admin).await?;
     let psql = tools::find_tool("psql", major).await?;
     refuse_overwriting(&archive, &admin, target, &source, &meta, options).await?;
-    let database_action =
-        prepare_database(&admin, target, &meta, ExistingTarget::of(options)).await?;
+    let database_action = prepare_database(&admin, target, &meta, options.replace).await?;
     set_restore_mark(&admin, target, &archive).await;
     drop(admin);
 
@@ -570,9 +549,7 @@ async fn refuse_overwriting(
     if !options.overwrite_source {
         refuse_source(admin, target, source).await?;
     }
-    if ExistingTarget::of(options) == ExistingTarget::Replace
-        && database_exists(admin, target).await?
-    {
+    if options.replace && database_exists(admin, target).await? {
         refuse_losing_unarchived_tables(archive, target, meta, &options.selection).await?;
     }
     Ok(())
@@ -645,7 +622,7 @@ async fn prepare_database(
     admin: &Client,
     target: &PgTarget,
     meta: &PgArchiveMeta,
-    existing: ExistingTarget,
+    replace: bool,
 ) -> Result<&'static str> {
     let dbname = target.dbname();
     let create = format!(
@@ -660,10 +637,10 @@ async fn prepare_database(
             .map_err(|e| db_error(&format!("creating database {dbname}"), &e))?;
         return Ok("created");
     }
-    match (target_contents(target).await?, existing) {
+    match (target_contents(target).await?, replace) {
         (None, _) => Ok("reused-empty"),
-        (Some(found), ExistingTarget::Refuse) => Err(non_empty(target, &found)),
-        (Some(_), ExistingTarget::Replace) => {
+        (Some(found), false) => Err(non_empty(target, &found)),
+        (Some(_), true) => {
             admin
                 .batch_execute(&format!(
                     "DROP DATABASE {} WITH (FORCE)",
