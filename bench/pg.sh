@@ -8,6 +8,8 @@
 #   DBKEEPER_BENCH_BACKUP_ONLY=1 bench/pg.sh ...   (backups only: floor, zstd, encrypted, gzip,
 #                                                    pg_dump; for quick iterations)
 #   DBKEEPER_BENCH_BIN=target/debug/dbkeeper ...   (time this binary instead of a release build)
+#   DBKEEPER_BENCH_PIN=1 bench/pg.sh ...            (also time the floor and the backup with the
+#                                                    server on CPU 0 and the client on the others)
 #
 # Generates a dataset with SQL (about 500 MB of tables at scale 1), then alternates the tools
 # run by run so both see the same machine load, and reports the median wall time of each, the
@@ -28,6 +30,11 @@
 #   dbk_restore_gz  the gzip archive's restore --no-verify (what restore cost before zstd);
 #   pg_restore      CREATE DATABASE + pg_restore -j JOBS (dbkeeper creates its database too);
 #   dbk_verify      dbkeeper verify (V0 + V1) of the archive.
+#   copy_floor_pin / dbk_backup_pin (DBKEEPER_BENCH_PIN=1, a local server only: it reads the
+#                   postmaster's PID from its data directory) the floor and the backup again with
+#                   the PostgreSQL server pinned to CPU 0 and the client to the other CPUs, as
+#                   when the database has cores of its own: on a 2-core machine the client's
+#                   compression otherwise takes CPU from the server's COPY (docs/performance.md).
 # Needs DBKEEPER_BENCH_PG_URL (or DBKEEPER_TEST_PG_URL) pointing at a server whose database
 # part of the URL is a maintenance database (e.g. .../postgres); it creates and drops
 # dbk_bench_* databases there (source ${DBKEEPER_BENCH_TAG:-dbk_bench}_src, restore targets
@@ -45,6 +52,7 @@ URL=${DBKEEPER_BENCH_PG_URL:-${DBKEEPER_TEST_PG_URL:?set DBKEEPER_BENCH_PG_URL o
 BASE=${URL%/*}
 SRC=${DBKEEPER_BENCH_TAG:-dbk_bench}_src
 BACKUP_ONLY=${DBKEEPER_BENCH_BACKUP_ONLY:-0}
+PIN=${DBKEEPER_BENCH_PIN:-0}
 R1=${DBKEEPER_BENCH_TAG:-dbk_bench}_r1
 R2=${DBKEEPER_BENCH_TAG:-dbk_bench}_r2
 R3=${DBKEEPER_BENCH_TAG:-dbk_bench}_r3
@@ -52,6 +60,13 @@ R4=${DBKEEPER_BENCH_TAG:-dbk_bench}_r4
 R5=${DBKEEPER_BENCH_TAG:-dbk_bench}_r5
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dbk-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+if [[ $PIN == 1 ]]; then
+    POSTMASTER=$(head -1 "$(psql -X -At -d "$URL" -c 'SHOW data_directory')/postmaster.pid")
+    SERVER_CPUS=$(taskset -pc "$POSTMASTER" | awk -F': ' '{print $2}')
+    CLIENT_CPUS="1-$(($(nproc) - 1))"
+    # Backends inherit the postmaster's affinity when they start; put it back whatever happens.
+    trap 'taskset -pc "$SERVER_CPUS" "$POSTMASTER" >/dev/null; rm -rf "$WORK"' EXIT
+fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 -d "$URL" "$@"; }
@@ -164,6 +179,14 @@ for run in $(seq 1 "$RUNS"); do
     time_it dbk_backup_gzip "$DBK" --pg-url "$BASE/$SRC" backup --jobs "$JOBS" \
         --compression gzip --output "$WORK/gz"
     time_it pg_dump pg_dump -Fd -j "$JOBS" -f "$WORK/pgd" -d "$BASE/$SRC"
+    if [[ $PIN == 1 ]]; then
+        taskset -pc 0 "$POSTMASTER" >/dev/null
+        time_it copy_floor_pin taskset -c "$CLIENT_CPUS" bash -c copy_floor
+        rm -rf "$WORK/pin" && mkdir -p "$WORK/pin"
+        time_it dbk_backup_pin taskset -c "$CLIENT_CPUS" "$DBK" --pg-url "$BASE/$SRC" backup \
+            --jobs "$JOBS" --output "$WORK/pin"
+        taskset -pc "$SERVER_CPUS" "$POSTMASTER" >/dev/null
+    fi
     archive=$(ls "$WORK"/dbk/*.dbk.tar)
     enc_archive=$(ls "$WORK"/enc/*.dbk.tar)
     gz_archive=$(ls "$WORK"/gz/*.dbk.tar)
@@ -205,7 +228,7 @@ for name, secs, kb in rows:
     t.setdefault(name, []).append(float(secs)); rss[name] = max(rss.get(name, 0), int(kb))
 med = {k: statistics.median(v) for k, v in t.items()}
 print(f"scale {sys.argv[2]}, jobs {sys.argv[3]}, {len(t['dbk_backup'])} alternating runs (median wall seconds, max peak RSS)")
-for k in ["copy_floor", "dbk_backup", "dbk_backup_null", "dbk_backup_enc", "dbk_backup_gzip", "pg_dump", "dbk_restore",
+for k in ["copy_floor", "dbk_backup", "dbk_backup_null", "copy_floor_pin", "dbk_backup_pin", "dbk_backup_enc", "dbk_backup_gzip", "pg_dump", "dbk_restore",
           "dbk_restore_nv", "dbk_restore_enc", "dbk_restore_gz", "pg_restore", "dbk_verify",
           "dbk_verify_deep", "raw_copy"]:
     if k in med:
@@ -213,6 +236,8 @@ for k in ["copy_floor", "dbk_backup", "dbk_backup_null", "dbk_backup_enc", "dbk_
 print(f"  archive bytes: zstd {sizes[0]}, encrypted {sizes[1]}, gzip {sizes[2]} (zstd/gzip = {sizes[0] / sizes[2]:.2f})")
 print(f"  backup  / raw COPY floor           = {med['dbk_backup'] / med['copy_floor']:.2f} (target <= 1.2)")
 print(f"  backup to /dev/null / floor       = {med['dbk_backup_null'] / med['copy_floor']:.2f} (the same, without writing the file)")
+if "dbk_backup_pin" in med:
+    print(f"  the same, server on CPU 0 only     = {med['dbk_backup_pin'] / med['copy_floor_pin']:.2f} (client on the other CPUs)")
 print(f"  encrypted backup / backup          = {med['dbk_backup_enc'] / med['dbk_backup']:.2f} (target <= 1.1)")
 print(f"  gzip backup / raw COPY floor       = {med['dbk_backup_gzip'] / med['copy_floor']:.2f}")
 print(f"  backup  / pg_dump -Fd -j{sys.argv[3]}          = {med['dbk_backup'] / med['pg_dump']:.2f} (target <= 0.7)")

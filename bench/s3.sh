@@ -12,6 +12,12 @@
 # The binary is $DBKEEPER_BIN, else target/release/dbkeeper (built here). Against a server that
 # checks signatures, create the bucket first, name it in DBKEEPER_BENCH_BUCKET and export
 # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: bench / bench).
+#
+# DBKEEPER_BENCH_S3_PID=PID (a local S3 server's process, e.g. $(cat target/services/moto.pid))
+# pins that server to CPU 0 and PostgreSQL (local; its postmaster is read from its data
+# directory) and dbkeeper to the other CPUs for the whole run, so the server's own CPU does not
+# count against the upload, as with a remote object store; local and bucket phases alike run on
+# the remaining CPUs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +31,12 @@ WORK=$(mktemp -d)
 BUCKET=${DBKEEPER_BENCH_BUCKET:-"${TAG//_/-}-$$"}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
+PIN=()
 cleanup() {
+    if [[ -n ${DBKEEPER_BENCH_S3_PID:-} && -n ${S3_CPUS:-} ]]; then
+        taskset -a -pc "$S3_CPUS" "$DBKEEPER_BENCH_S3_PID" >/dev/null || true
+        taskset -pc "$PG_CPUS" "$POSTMASTER" >/dev/null || true
+    fi
     "$PSQL" -q "$PG_URL" -c "DROP DATABASE IF EXISTS ${TAG}_src WITH (FORCE)" >/dev/null 2>&1 || true
     "$PSQL" -q "$PG_URL" -c "DROP DATABASE IF EXISTS ${TAG}_r WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$WORK"
@@ -40,6 +51,17 @@ else
 fi
 
 db_url() { printf '%s' "${PG_URL%/*}/$1"; }
+
+if [[ -n ${DBKEEPER_BENCH_S3_PID:-} ]]; then
+    POSTMASTER=$(head -1 "$("$PSQL" -X -At "$PG_URL" -c 'SHOW data_directory')/postmaster.pid")
+    PG_CPUS=$(taskset -pc "$POSTMASTER" | awk -F': ' '{print $2}')
+    S3_CPUS=$(taskset -pc "$DBKEEPER_BENCH_S3_PID" | awk -F': ' '{print $2}')
+    CLIENT_CPUS="1-$(($(nproc) - 1))"
+    taskset -a -pc 0 "$DBKEEPER_BENCH_S3_PID" >/dev/null
+    taskset -pc "$CLIENT_CPUS" "$POSTMASTER" >/dev/null
+    PIN=(taskset -c "$CLIENT_CPUS")
+    log "S3 server (pid $DBKEEPER_BENCH_S3_PID) on CPU 0; PostgreSQL and dbkeeper on $CLIENT_CPUS"
+fi
 
 log "dataset: $ROWS rows"
 "$PSQL" -q "$PG_URL" -c "DROP DATABASE IF EXISTS ${TAG}_src WITH (FORCE)" -c "CREATE DATABASE ${TAG}_src" >/dev/null
@@ -60,7 +82,7 @@ export AWS_REGION=${AWS_REGION:-us-east-1} AWS_ENDPOINT_URL=$ENDPOINT
 timed() {
     local phase=$1
     shift
-    /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" ||
+    /usr/bin/time -f "%e %M" -o "$WORK/time" "${PIN[@]}" "$@" >"$WORK/out" 2>"$WORK/err" ||
         { cat "$WORK/err" >&2; exit 1; }
     printf '%s %s\n' "$phase" "$(cat "$WORK/time")" >>"$WORK/results"
 }

@@ -56,6 +56,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod reader;
 pub mod selection;
+pub mod write_behind;
 pub mod writer;
 
 pub use chunk::RecordFormat;

@@ -13,13 +13,13 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use std::sync::Arc;
-
 use super::crypt::{Sealer, KEY_MEMBER, SEALED_MANIFEST_MEMBER};
 use super::manifest::{Header, Manifest, MemberEntry};
+use super::write_behind::WriteBehind;
 use super::{is_safe_member_name, COMMIT_MEMBER, HEADER_MEMBER, MANIFEST_MEMBER, PARTIAL_SUFFIX};
 use crate::error::{Error, Result};
 
@@ -267,7 +267,7 @@ fn forget_unfinished(path: &Path) {
 pub struct PartialFile {
     final_path: PathBuf,
     partial_path: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<WriteBehind>>,
 }
 
 impl PartialFile {
@@ -291,7 +291,7 @@ impl PartialFile {
         Ok(PartialFile {
             final_path: final_path.to_path_buf(),
             partial_path,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            file: Some(BufWriter::with_capacity(1 << 20, WriteBehind::new(file))),
         })
     }
 
@@ -315,11 +315,12 @@ impl PartialFile {
         result
     }
 
-    fn sync_and_rename(&self, file: BufWriter<File>) -> Result<PathBuf> {
+    fn sync_and_rename(&self, file: BufWriter<WriteBehind>) -> Result<PathBuf> {
         let partial = self.partial_path.display().to_string();
         let file = file
             .into_inner()
-            .map_err(|e| Error::io(format!("writing {partial}"), e.into_error()))?;
+            .map_err(|e| Error::io(format!("writing {partial}"), e.into_error()))?
+            .into_inner();
         file.sync_all()
             .map_err(|e| Error::io(format!("syncing {partial} to disk"), e))?;
         drop(file);
