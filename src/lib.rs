@@ -18,7 +18,6 @@ pub mod engine;
 pub mod error;
 pub mod faultpoint;
 pub mod mask;
-pub mod memory;
 pub mod migrate;
 pub mod mongo;
 pub mod ops;

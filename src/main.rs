@@ -8,7 +8,6 @@ use tokio::signal::unix::SignalKind;
 use dbkeeper::ExitCode;
 
 fn main() {
-    dbkeeper::memory::tune_allocator();
     let cli = cli::args::Cli::parse();
     let interrupted = interrupted_message(&cli.command);
     cli::output::init_logging(cli.global.verbose, cli.global.quiet);
